@@ -1,0 +1,161 @@
+/*
+ * tfm.h — the one public header of tfm: multi-head attention and the Transformer
+ * with the semantics and state_dict names of PyTorch's torch.nn modules.
+ *
+ * Every function returns a tfm_status (TFM_OK = 0); on failure tfm_last_error()
+ * (thread-local) says what went wrong. The library never prints and never exits.
+ *
+ * Shapes follow PyTorch: a module with batch_first = false takes (L, N, E), with
+ * batch_first = true (N, L, E); unbatched inputs are (L, E). Legend: N batch,
+ * L target (query) length, S source (key) length, E embedding dim, H heads.
+ */
+#ifndef TFM_H
+#define TFM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ---------------------------------------------------------- */
+typedef enum tfm_status {
+    TFM_OK = 0,              /* success */
+    TFM_ERR_INVALID_ARG = 1, /* an argument or configuration value is not allowed */
+    TFM_ERR_NOMEM = 2,       /* a memory allocation failed */
+    TFM_ERR_IO = 3,          /* a file could not be opened, read, written or renamed */
+    TFM_ERR_FORMAT = 4,      /* a file is malformed (header, JSON, offsets, dtypes) */
+    TFM_ERR_SHAPE = 5,       /* a tensor's shape does not fit the module or its peers */
+    TFM_ERR_MISSING = 6,     /* a required tensor or parameter is absent */
+    TFM_ERR_UNEXPECTED = 7,  /* a tensor that the module does not know is present */
+    TFM_ERR_UNSUPPORTED = 8, /* valid, but not something tfm implements */
+} tfm_status;
+
+/* The message for the last error on this thread ("" when none). */
+const char *tfm_last_error(void);
+/* A fixed description of a status code. */
+const char *tfm_status_string(tfm_status s);
+
+/* ---- tensors --------------------------------------------------------------- */
+typedef enum tfm_dtype {
+    TFM_F32 = 0,  /* float */
+    TFM_BOOL = 1, /* one byte per element, 0 or 1 */
+} tfm_dtype;
+
+#define TFM_MAX_DIMS 4
+
+/* A view of caller-owned (or module-owned) contiguous row-major data.
+ * A tensor whose data is NULL is "absent" (an optional argument not given). */
+typedef struct tfm_tensor {
+    void *data;
+    tfm_dtype dtype;
+    int ndim;
+    int64_t shape[TFM_MAX_DIMS];
+} tfm_tensor;
+
+/* ---- modules ----------------------------------------------------------------- */
+typedef enum tfm_module_kind {
+    TFM_MULTIHEAD_ATTENTION = 0,
+    TFM_TRANSFORMER_ENCODER_LAYER = 1,
+    TFM_TRANSFORMER_ENCODER = 2,
+    TFM_TRANSFORMER_DECODER_LAYER = 3,
+    TFM_TRANSFORMER_DECODER = 4,
+    TFM_TRANSFORMER = 5,
+} tfm_module_kind;
+
+typedef enum tfm_activation { TFM_RELU = 0, TFM_GELU = 1 } tfm_activation;
+
+/* Constructor arguments under PyTorch's names. tfm_config_default() fills
+ * PyTorch's defaults; a field a module kind does not take is ignored. */
+typedef struct tfm_config {
+    tfm_module_kind module;
+    /* nn.MultiheadAttention */
+    int64_t embed_dim, num_heads;
+    int64_t kdim, vdim; /* 0 = embed_dim */
+    bool add_bias_kv, add_zero_attn;
+    /* nn.Transformer{Encoder,Decoder}Layer */
+    int64_t d_model, nhead, dim_feedforward;
+    tfm_activation activation;
+    double layer_norm_eps;
+    bool norm_first;
+    /* nn.Transformer{Encoder,Decoder}: layer count and optional final LayerNorm */
+    int64_t num_layers;
+    bool norm;
+    /* nn.Transformer */
+    int64_t num_encoder_layers, num_decoder_layers;
+    /* all */
+    bool bias, batch_first;
+} tfm_config;
+
+/* The module's name as PyTorch spells it ("TransformerEncoderLayer"), and back. */
+const char *tfm_module_name(tfm_module_kind kind);
+tfm_status tfm_module_kind_from_name(const char *name, tfm_module_kind *out);
+void tfm_config_default(tfm_config *cfg, tfm_module_kind kind);
+
+typedef struct tfm_module tfm_module;
+
+/* A new module with PyTorch's initialisation (xavier_uniform matrices, zero
+ * attention biases, LayerNorm 1/0), drawn from `seed`. */
+tfm_status tfm_module_create(const tfm_config *cfg, uint64_t seed, tfm_module **out);
+/* Load a state_dict saved as safetensors; the module kind and the constructor
+ * arguments come from the file's __metadata__ (see README, "tfm forward"). */
+tfm_status tfm_module_load(const char *path, tfm_module **out);
+/* Save the state_dict (F32) with its config in __metadata__, atomically. */
+tfm_status tfm_module_save(const tfm_module *m, const char *path);
+void tfm_module_free(tfm_module *m);
+
+const tfm_config *tfm_module_config(const tfm_module *m);
+/* Parameters in state_dict order: name (e.g. "layers.0.self_attn.in_proj_weight")
+ * and a view of the module's own storage, which may be written to. */
+size_t tfm_module_num_params(const tfm_module *m);
+tfm_status tfm_module_param(const tfm_module *m, size_t i, const char **name, tfm_tensor *view);
+
+/* Forward arguments under PyTorch's forward() names; absent tensors have data == NULL.
+ * Masks are TFM_BOOL (true = masked out) or TFM_F32 (added to the scores).
+ *   MultiheadAttention:        query key value key_padding_mask attn_mask
+ *                              need_weights average_attn_weights is_causal
+ *   TransformerEncoderLayer:   src src_mask src_key_padding_mask is_causal
+ *   TransformerEncoder:        src mask src_key_padding_mask is_causal
+ *   TransformerDecoderLayer/Decoder: tgt memory tgt_mask memory_mask tgt_key_padding_mask
+ *                              memory_key_padding_mask tgt_is_causal memory_is_causal
+ *   Transformer:               src tgt src_mask tgt_mask memory_mask src_key_padding_mask
+ *                              tgt_key_padding_mask memory_key_padding_mask
+ *                              src_is_causal tgt_is_causal memory_is_causal */
+typedef struct tfm_inputs {
+    tfm_tensor query, key, value, key_padding_mask, attn_mask;
+    tfm_tensor src, tgt, memory;
+    tfm_tensor src_mask, mask, tgt_mask, memory_mask;
+    tfm_tensor src_key_padding_mask, tgt_key_padding_mask, memory_key_padding_mask;
+    bool need_weights, average_attn_weights;
+    bool is_causal, src_is_causal, tgt_is_causal, memory_is_causal;
+} tfm_inputs;
+
+/* Defaults as in PyTorch: everything absent, need_weights = false for the CLI's
+ * sake (PyTorch's MultiheadAttention defaults to true), average_attn_weights = true. */
+void tfm_inputs_init(tfm_inputs *in);
+
+/* Outputs live in the module's memory and stay valid until the next forward or free.
+ * attn_weights (MultiheadAttention with need_weights only): (N, L, S) averaged over
+ * heads, or (N, H, L, S); unbatched: (L, S) or (H, L, S). */
+typedef struct tfm_outputs {
+    tfm_tensor output;
+    tfm_tensor attn_weights;
+} tfm_outputs;
+
+/* Evaluation-mode forward pass. */
+tfm_status tfm_forward(tfm_module *m, const tfm_inputs *in, tfm_outputs *out);
+
+/* nn.Transformer.generate_square_subsequent_mask: out (sz, sz), 0 on and below the
+ * diagonal, -inf above. */
+tfm_status tfm_generate_square_subsequent_mask(int64_t sz, float *out);
+
+/* Threads used by tfm's own kernels (OpenMP); <= 0 restores the default. Results do
+ * not depend on it. */
+void tfm_set_num_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TFM_H */

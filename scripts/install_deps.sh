@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the Debian packages tfm needs to build and test, if any are missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libopenblas-dev libcjson-dev libcmocka-dev libpng-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install_deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi

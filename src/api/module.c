@@ -1,0 +1,245 @@
+/* module.c — creating, loading, saving and freeing modules. */
+#include "api/module.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "io/config_meta.h"
+#include "io/safetensors.h"
+
+static layer_config layer_from(const tfm_config *c) {
+    return (layer_config){.d_model = c->d_model, .nhead = c->nhead,
+                          .dim_feedforward = c->dim_feedforward, .activation = c->activation,
+                          .layer_norm_eps = (float)c->layer_norm_eps,
+                          .norm_first = c->norm_first, .bias = c->bias};
+}
+
+/* Fill the typed views' configs and describe every parameter into m->params. */
+static tfm_status describe(tfm_module *m) {
+    const tfm_config *c = &m->cfg;
+    param_list *l = &m->params;
+    m->layer = layer_from(c);
+    switch (c->module) {
+    case TFM_MULTIHEAD_ATTENTION:
+        m->mha = (mha_config){.embed_dim = c->embed_dim, .num_heads = c->num_heads,
+                              .kdim = c->kdim ? c->kdim : c->embed_dim,
+                              .vdim = c->vdim ? c->vdim : c->embed_dim, .bias = c->bias,
+                              .add_bias_kv = c->add_bias_kv, .add_zero_attn = c->add_zero_attn};
+        TFM_TRY(mha_check_config(&m->mha));
+        mha_describe(&m->mha, &m->mha_p, "", l);
+        break;
+    case TFM_TRANSFORMER_ENCODER_LAYER:
+        encoder_layer_describe(&m->layer, &m->enc_layer_p, "", l);
+        break;
+    case TFM_TRANSFORMER_DECODER_LAYER:
+        decoder_layer_describe(&m->layer, &m->dec_layer_p, "", l);
+        break;
+    case TFM_TRANSFORMER_ENCODER:
+    case TFM_TRANSFORMER_DECODER:
+        m->stack = (stack_config){.layer = m->layer, .num_layers = c->num_layers, .norm = c->norm};
+        if (c->module == TFM_TRANSFORMER_ENCODER) {
+            m->enc_layers = calloc((size_t)c->num_layers, sizeof *m->enc_layers);
+            if (!m->enc_layers) return tfm_error(TFM_ERR_NOMEM, "out of memory");
+            m->enc_p.layers = m->enc_layers;
+            encoder_describe(&m->stack, &m->enc_p, "", l);
+        } else {
+            m->dec_layers = calloc((size_t)c->num_layers, sizeof *m->dec_layers);
+            if (!m->dec_layers) return tfm_error(TFM_ERR_NOMEM, "out of memory");
+            m->dec_p.layers = m->dec_layers;
+            decoder_describe(&m->stack, &m->dec_p, "", l);
+        }
+        break;
+    case TFM_TRANSFORMER:
+        m->tr.encoder = (stack_config){m->layer, c->num_encoder_layers, true};
+        m->tr.decoder = (stack_config){m->layer, c->num_decoder_layers, true};
+        m->enc_layers = calloc((size_t)c->num_encoder_layers + 1, sizeof *m->enc_layers);
+        m->dec_layers = calloc((size_t)c->num_decoder_layers + 1, sizeof *m->dec_layers);
+        if (!m->enc_layers || !m->dec_layers) return tfm_error(TFM_ERR_NOMEM, "out of memory");
+        m->tr_p.encoder.layers = m->enc_layers;
+        m->tr_p.decoder.layers = m->dec_layers;
+        transformer_describe(&m->tr, &m->tr_p, l);
+        break;
+    }
+    if (l->failed) return tfm_error(TFM_ERR_NOMEM, "out of memory building the parameter list");
+    return TFM_OK;
+}
+
+tfm_status module_alloc(const tfm_config *cfg, tfm_module **out) {
+    *out = NULL;
+    TFM_TRY(config_check(cfg));
+    tfm_module *m = calloc(1, sizeof *m);
+    if (!m) return tfm_error(TFM_ERR_NOMEM, "out of memory");
+    m->cfg = *cfg;
+    param_list_init(&m->params);
+    ws_init(&m->ws);
+    tfm_status st = describe(m);
+    if (st == TFM_OK) st = param_list_total(&m->params, &m->block_floats);
+    if (st == TFM_OK) {
+        m->block = malloc((m->block_floats ? m->block_floats : 1) * sizeof(float));
+        if (!m->block)
+            st = tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu parameters", m->block_floats);
+    }
+    if (st != TFM_OK) {
+        tfm_module_free(m);
+        return st;
+    }
+    param_list_bind(&m->params, m->block);
+    *out = m;
+    return TFM_OK;
+}
+
+void tfm_module_free(tfm_module *m) {
+    if (!m) return;
+    param_list_free(&m->params);
+    free(m->block);
+    free(m->enc_layers);
+    free(m->dec_layers);
+    ws_free(&m->ws);
+    free(m->out_buf);
+    free(m->attn_buf);
+    free(m);
+}
+
+/* PyTorch's torch.nn.init: fans of a (out, in, ...) tensor. */
+static void fans(const param_entry *e, double *fan_in, double *fan_out) {
+    double receptive = 1.0;
+    for (int i = 2; i < e->ndim; i++) receptive *= (double)e->shape[i];
+    *fan_in = (double)(e->ndim > 1 ? e->shape[1] : e->shape[0]) * receptive;
+    *fan_out = (double)e->shape[0] * receptive;
+}
+
+static void init_entry(const param_entry *e, tfm_rng *rng, bool xavier_matrices) {
+    float *x = *e->slot;
+    double fi, fo;
+    fans(e, &fi, &fo);
+    param_init how = e->init;
+    if (xavier_matrices && e->ndim > 1) how = INIT_XAVIER_UNIFORM; /* nn.Transformer */
+    float bound;
+    switch (how) {
+    case INIT_ZERO:
+        for (int64_t i = 0; i < e->numel; i++) x[i] = 0.0f;
+        break;
+    case INIT_ONE:
+        for (int64_t i = 0; i < e->numel; i++) x[i] = 1.0f;
+        break;
+    case INIT_XAVIER_UNIFORM:
+        bound = (float)sqrt(6.0 / (fi + fo));
+        for (int64_t i = 0; i < e->numel; i++) x[i] = rng_uniform_range(rng, -bound, bound);
+        break;
+    case INIT_XAVIER_NORMAL:
+        bound = (float)sqrt(2.0 / (fi + fo));
+        for (int64_t i = 0; i < e->numel; i++) x[i] = bound * rng_normal(rng);
+        break;
+    case INIT_KAIMING_LINEAR: /* kaiming_uniform(a=√5) = U(±1/√fan_in) */
+    case INIT_LINEAR_BIAS:
+        bound = (float)(1.0 / sqrt((double)e->fan_in));
+        for (int64_t i = 0; i < e->numel; i++) x[i] = rng_uniform_range(rng, -bound, bound);
+        break;
+    }
+}
+
+tfm_status tfm_module_create(const tfm_config *cfg, uint64_t seed, tfm_module **out) {
+    if (!cfg || !out) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_create: NULL argument");
+    TFM_TRY(module_alloc(cfg, out));
+    tfm_rng rng;
+    rng_seed(&rng, seed);
+    bool xavier = cfg->module == TFM_TRANSFORMER;
+    for (size_t i = 0; i < (*out)->params.count; i++) init_entry(&(*out)->params.items[i], &rng, xavier);
+    return TFM_OK;
+}
+
+static bool is_float_dtype(st_dtype d) {
+    return d == ST_F32 || d == ST_F64 || d == ST_F16 || d == ST_BF16;
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* Every parameter from the file (shape- and dtype-checked), and nothing else in it. */
+static tfm_status load_params(tfm_module *m, const st_file *f) {
+    char want[96], got[96];
+    for (size_t i = 0; i < m->params.count; i++) {
+        const param_entry *e = &m->params.items[i];
+        const st_tensor *t = st_find(f, e->name);
+        shape_str(want, sizeof want, e->ndim, e->shape);
+        if (!t)
+            return tfm_error(TFM_ERR_MISSING, "missing tensor '%s' (%s %s)", e->name,
+                             tfm_module_name(m->cfg.module), want);
+        if (!is_float_dtype(t->dtype))
+            return tfm_error(TFM_ERR_FORMAT, "tensor '%s' has dtype %s; expected F32 (or F64/F16/BF16)",
+                             e->name, st_dtype_name(t->dtype));
+        bool same = t->ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
+        if (!same) {
+            shape_str(got, sizeof got, t->ndim, t->shape);
+            return tfm_error(TFM_ERR_SHAPE, "tensor '%s' has shape %s; the config needs %s",
+                             e->name, got, want);
+        }
+        TFM_TRY(st_read_f32(f, t, *e->slot));
+    }
+    for (size_t i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        if (!param_list_find(&m->params, t->name))
+            return tfm_error(TFM_ERR_UNEXPECTED, "unexpected tensor '%s': %s with this config has no such parameter",
+                             t->name, tfm_module_name(m->cfg.module));
+    }
+    return TFM_OK;
+}
+
+tfm_status tfm_module_load(const char *path, tfm_module **out) {
+    if (!path || !out) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_load: NULL argument");
+    *out = NULL;
+    st_file *f;
+    TFM_TRY(st_open(path, &f));
+    tfm_config cfg;
+    tfm_module *m = NULL;
+    tfm_status st = config_from_meta(f, &cfg);
+    if (st == TFM_OK) st = module_alloc(&cfg, &m);
+    if (st == TFM_OK) st = load_params(m, f);
+    st_close(f);
+    if (st != TFM_OK) {
+        tfm_module_free(m);
+        return tfm_error_context(st, "%s", path);
+    }
+    *out = m;
+    return TFM_OK;
+}
+
+tfm_status tfm_module_save(const tfm_module *m, const char *path) {
+    if (!m || !path) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_save: NULL argument");
+    st_writer *w;
+    TFM_TRY(st_writer_new(&w));
+    tfm_status st = config_to_meta(&m->cfg, w);
+    if (st == TFM_OK) st = st_writer_meta(w, "producer", "tfm");
+    for (size_t i = 0; st == TFM_OK && i < m->params.count; i++) {
+        const param_entry *e = &m->params.items[i];
+        st = st_writer_add(w, e->name, ST_F32, e->ndim, e->shape, *e->slot);
+    }
+    if (st == TFM_OK) st = st_writer_write(w, path);
+    st_writer_free(w);
+    return st;
+}
+
+const tfm_config *tfm_module_config(const tfm_module *m) { return m ? &m->cfg : NULL; }
+
+size_t tfm_module_num_params(const tfm_module *m) { return m ? m->params.count : 0; }
+
+tfm_status tfm_module_param(const tfm_module *m, size_t i, const char **name, tfm_tensor *view) {
+    if (!m || i >= m->params.count)
+        return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_param: index %zu out of range", i);
+    const param_entry *e = &m->params.items[i];
+    if (name) *name = e->name;
+    if (view) {
+        *view = (tfm_tensor){.data = *e->slot, .dtype = TFM_F32, .ndim = e->ndim};
+        for (int d = 0; d < e->ndim; d++) view->shape[d] = e->shape[d];
+    }
+    return TFM_OK;
+}

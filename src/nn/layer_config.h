@@ -1,0 +1,49 @@
+/* layer_config.h — constructor arguments shared by the Transformer layers and stacks,
+ * and the sublayers every layer has: LayerNorm and the feed-forward block.
+ * Legend: R rows (N·L), E d_model, F dim_feedforward. */
+#ifndef TFM_NN_LAYER_CONFIG_H
+#define TFM_NN_LAYER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/workspace.h"
+#include "nn/params.h"
+#include "tfm.h"
+
+typedef struct layer_config {
+    int64_t d_model, nhead, dim_feedforward;
+    tfm_activation activation;
+    float layer_norm_eps;
+    bool norm_first; /* pre-norm: x + sublayer(norm(x)); else post-norm: norm(x + sublayer(x)) */
+    bool bias;       /* false removes every Linear, LayerNorm and attention bias */
+} layer_config;
+
+tfm_status layer_check_config(const layer_config *c);
+
+/* nn.LayerNorm(d_model, eps, bias=bias) */
+typedef struct norm_params {
+    float *weight; /* (E) */
+    float *bias;   /* (E), when bias */
+} norm_params;
+
+void norm_describe(const layer_config *c, norm_params *p, const char *prefix, const char *name,
+                   param_list *l);
+/* out (R, E) = LayerNorm(x (R, E)); out may alias x. */
+void norm_forward(const layer_config *c, const norm_params *p, float *out, const float *x,
+                  int64_t R);
+
+/* linear1 → activation → linear2 */
+typedef struct ffn_params {
+    float *linear1_weight; /* (F, E) */
+    float *linear1_bias;   /* (F), when bias */
+    float *linear2_weight; /* (E, F) */
+    float *linear2_bias;   /* (E), when bias */
+} ffn_params;
+
+void ffn_describe(const layer_config *c, ffn_params *p, const char *prefix, param_list *l);
+/* out (R, E) = linear2(act(linear1(x (R, E)))); out must not alias x. */
+tfm_status ffn_forward(const layer_config *c, const ffn_params *p, tfm_ws *ws, float *out,
+                       const float *x, int64_t R);
+
+#endif

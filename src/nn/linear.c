@@ -1,0 +1,13 @@
+/* linear.c — nn.Linear forward through the one GEMM. */
+#include "nn/linear.h"
+
+#include "kernels/gemm.h"
+
+void linear_forward(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
+                    const float *b, int64_t R, int64_t in, int64_t out) {
+    if (b) {
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t o = 0; o < out; o++) y[r * ldy + o] = b[o];
+    }
+    tfm_gemm(false, true, R, out, in, 1.0f, x, ldx, w, in, b ? 1.0f : 0.0f, y, ldy);
+}

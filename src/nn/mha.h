@@ -1,0 +1,46 @@
+/* mha.h — nn.MultiheadAttention (eval forward), PyTorch's parameters and semantics.
+ * Legend: N batch, L query length, S key length, E embed_dim, H num_heads,
+ * D = E / H head dim, S' = S + add_bias_kv + add_zero_attn keys actually attended. */
+#ifndef TFM_NN_MHA_H
+#define TFM_NN_MHA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/workspace.h"
+#include "kernels/attention.h"
+#include "nn/params.h"
+
+typedef struct mha_config {
+    int64_t embed_dim, num_heads;
+    int64_t kdim, vdim; /* = embed_dim unless cross-attending to other widths */
+    bool bias, add_bias_kv, add_zero_attn;
+} mha_config;
+
+typedef struct mha_params {
+    float *in_proj_weight;  /* (3E, E), when kdim = vdim = E ("packed") */
+    float *q_proj_weight;   /* (E, E),    otherwise */
+    float *k_proj_weight;   /* (E, kdim), otherwise */
+    float *v_proj_weight;   /* (E, vdim), otherwise */
+    float *in_proj_bias;    /* (3E), when bias (packed in either layout) */
+    float *bias_k, *bias_v; /* (1, 1, E), when add_bias_kv */
+    float *out_proj_weight; /* (E, E) */
+    float *out_proj_bias;   /* (E), when bias */
+} mha_params;
+
+tfm_status mha_check_config(const mha_config *c);
+bool mha_packed(const mha_config *c);
+/* Keys attended for S input keys: S + add_bias_kv + add_zero_attn. */
+int64_t mha_num_keys(const mha_config *c, int64_t S);
+void mha_describe(const mha_config *c, mha_params *p, const char *prefix, param_list *l);
+
+/* out (N, L, E); weights NULL, or (N, L, S') when average_weights, else (N, H, L, S').
+ * query (N, L, E), key (N, S, kdim), value (N, S, vdim); when query, key and value are
+ * the same pointer the three projections run as one GEMM.
+ * mask: additive bias over the S input keys (its masked_cols is set here), or NULL. */
+tfm_status mha_forward(const mha_config *c, const mha_params *p, tfm_ws *ws, float *out,
+                       float *weights, bool average_weights, const float *query,
+                       const float *key, const float *value, int64_t N, int64_t L, int64_t S,
+                       const attn_bias *mask);
+
+#endif

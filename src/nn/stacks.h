@@ -1,0 +1,53 @@
+/* stacks.h — nn.TransformerEncoder / nn.TransformerDecoder (num_layers layers and an
+ * optional final LayerNorm) and nn.Transformer (an encoder and a decoder stack, each
+ * with its final norm). Legend: N batch, S source length, L target length, E d_model. */
+#ifndef TFM_NN_STACKS_H
+#define TFM_NN_STACKS_H
+
+#include "nn/decoder_layer.h"
+#include "nn/encoder_layer.h"
+
+typedef struct stack_config {
+    layer_config layer;
+    int64_t num_layers;
+    bool norm; /* a final LayerNorm ("norm.weight", "norm.bias") */
+} stack_config;
+
+typedef struct encoder_params {
+    encoder_layer_params *layers; /* num_layers entries, owned by the caller */
+    norm_params norm;
+} encoder_params;
+
+typedef struct decoder_params {
+    decoder_layer_params *layers;
+    norm_params norm;
+} decoder_params;
+
+void encoder_describe(const stack_config *c, encoder_params *p, const char *prefix, param_list *l);
+void decoder_describe(const stack_config *c, decoder_params *p, const char *prefix, param_list *l);
+
+/* out (N, L, E) from x (N, L, E); out may alias x. */
+tfm_status encoder_forward(const stack_config *c, const encoder_params *p, tfm_ws *ws, float *out,
+                           const float *x, int64_t N, int64_t L, const attn_bias *mask);
+/* out (N, L, E) from tgt x (N, L, E) and memory (N, S, E); out may alias x. */
+tfm_status decoder_forward(const stack_config *c, const decoder_params *p, tfm_ws *ws, float *out,
+                           const float *x, const float *memory, int64_t N, int64_t L, int64_t S,
+                           const attn_bias *self_mask, const attn_bias *cross_mask);
+
+typedef struct transformer_config {
+    stack_config encoder, decoder; /* both with norm = true, as nn.Transformer builds them */
+} transformer_config;
+
+typedef struct transformer_params {
+    encoder_params encoder;
+    decoder_params decoder;
+} transformer_params;
+
+void transformer_describe(const transformer_config *c, transformer_params *p, param_list *l);
+/* out (N, L, E) from src (N, S, E) and tgt (N, L, E). */
+tfm_status transformer_forward(const transformer_config *c, const transformer_params *p,
+                               tfm_ws *ws, float *out, const float *src, const float *tgt,
+                               int64_t N, int64_t S, int64_t L, const attn_bias *src_mask,
+                               const attn_bias *tgt_mask, const attn_bias *memory_mask);
+
+#endif

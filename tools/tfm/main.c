@@ -1,0 +1,41 @@
+/* main.c — `tfm <subcommand> ...`: dispatch. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "tfm %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tfm <command> [options]\n"
+            "commands:\n"
+            "  forward --model M.safetensors --input IN.safetensors --output OUT.safetensors\n"
+            "          run a PyTorch module exported to safetensors on the inputs in IN\n"
+            "  demo    run the shipped example Transformer and time nn.Transformer's default size\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "forward")) return cmd_forward(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "demo")) return cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "tfm: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
