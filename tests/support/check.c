@@ -1,0 +1,53 @@
+/* check.c — shared test helpers. */
+#include "support/check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+bool close_enough(const char *what, const float *got, const float *want, size_t n, double rtol,
+                  double atol) {
+    size_t worst = 0;
+    double worst_excess = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i];
+        if (isnan(g) || isnan(w)) {
+            printf("FAIL %s[%zu]: got %.9g, want %.9g (NaN)\n", what, i, g, w);
+            return false;
+        }
+        double excess = fabs(g - w) - (atol + rtol * fabs(w));
+        if (excess > worst_excess) worst_excess = excess, worst = i;
+    }
+    if (n && worst_excess > 0) {
+        printf("FAIL %s[%zu]: got %.9g, want %.9g, |diff| %.3g > atol %.1g + rtol %.1g·|want|\n",
+               what, worst, got[worst], want[worst], fabs((double)got[worst] - want[worst]), atol,
+               rtol);
+        return false;
+    }
+    return true;
+}
+
+const char *tmp_path(char *buf, size_t size, const char *name) {
+    static char dir[512];
+    if (!dir[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/tfm-test-%d", t && *t ? t : "/tmp", (int)getpid());
+        mkdir(dir, 0700);
+    }
+    snprintf(buf, size, "%s/%s", dir, name);
+    return buf;
+}
+
+const char *fixture_path(char *buf, size_t size, const char *name) {
+    snprintf(buf, size, "%s/%s", TFM_FIXTURES, name);
+    return buf;
+}
+
+int run_command(const char *cmd) {
+    int st = system(cmd);
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
