@@ -19,11 +19,16 @@ build: deps $(BUILD)/Makefile
 demo: build
 	$(BUILD)/tfm demo
 
+# The suite runs twice: the default build (OpenBLAS + OpenMP), and the portable one
+# (no BLAS, no OpenMP) that proves the library stands on its own.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cmake -S . -B $(BUILD)-portable -DTFM_BLAS=none -DTFM_OPENMP=OFF $(CMAKE_FLAGS)
+	cmake --build $(BUILD)-portable -j $(JOBS)
+	cd $(BUILD)-portable && ctest --output-on-failure -j $(JOBS)
 
 bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-portable

@@ -30,12 +30,21 @@ bool close_enough(const char *what, const float *got, const float *want, size_t 
     return true;
 }
 
+static char tmp_dir[512];
+
+static void remove_tmp_dir(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
+}
+
 const char *tmp_path(char *buf, size_t size, const char *name) {
-    static char dir[512];
-    if (!dir[0]) {
+    const char *dir = tmp_dir;
+    if (!tmp_dir[0]) {
         const char *t = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/tfm-test-%d", t && *t ? t : "/tmp", (int)getpid());
-        mkdir(dir, 0700);
+        snprintf(tmp_dir, sizeof tmp_dir, "%s/tfm-test-%d", t && *t ? t : "/tmp", (int)getpid());
+        mkdir(tmp_dir, 0700);
+        atexit(remove_tmp_dir);
     }
     snprintf(buf, size, "%s/%s", dir, name);
     return buf;
