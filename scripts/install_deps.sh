@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages tfm needs to build and test, if any are missing.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev libcjson-dev libcmocka-dev libpng-dev)
+# libopenblas-openmp-dev: the OpenMP build of OpenBLAS shares tfm's thread pool.
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev libpng-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,8 +17,16 @@
 
 #define ATT_BQ 64
 
+/* Until the hand-written SIMD kernels land, let the compiler build the row loops for
+ * AVX-512, AVX2 and baseline x86-64 and pick one at load time (ifunc). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define ATT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ATT_CLONES
+#endif
+
 /* scores (S) for one query row: q_i·k_j / √D + bias. kT (D, S). */
-static void score_row(float *s, const float *qi, const float *kT, int64_t S, int64_t D,
+static inline void score_row(float *s, const float *qi, const float *kT, int64_t S, int64_t D,
                       float scale) {
     memset(s, 0, (size_t)S * sizeof(float));
     for (int64_t d = 0; d < D; d++) {
@@ -28,7 +36,7 @@ static void score_row(float *s, const float *qi, const float *kT, int64_t S, int
     }
 }
 
-static void add_bias_row(float *s, const attn_bias *b, int64_t n, int64_t h, int64_t H,
+static inline void add_bias_row(float *s, const attn_bias *b, int64_t n, int64_t h, int64_t H,
                          int64_t i, int64_t L) {
     int64_t Sm = b->masked_cols;
     if (b->attn) {
@@ -45,7 +53,7 @@ static void add_bias_row(float *s, const attn_bias *b, int64_t n, int64_t h, int
 
 /* In place: s (S) becomes softmax(s). Returns false for a fully masked row (all −inf),
  * which is then set to zeros. */
-static bool softmax_row(float *s, int64_t S) {
+static inline bool softmax_row(float *s, int64_t S) {
     float m = -INFINITY;
     for (int64_t j = 0; j < S; j++)
         if (s[j] > m) m = s[j];
@@ -61,6 +69,28 @@ static bool softmax_row(float *s, int64_t S) {
     float inv = 1.0f / sum;
     for (int64_t j = 0; j < S; j++) s[j] *= inv;
     return true;
+}
+
+/* Query rows [i0, i1) of batch n, head h: scores, bias, softmax, weights, P·V.
+ * kT (D, S) is K_h transposed; vb (S, ldv) points at V_h; s (S) is scratch. */
+ATT_CLONES
+static void attend_rows(float *out, int64_t ldo, float *weights, const float *q, int64_t ldq,
+                        const float *kT, const float *vb, int64_t ldv, const attn_bias *bias,
+                        int64_t n, int64_t h, int64_t H, int64_t L, int64_t S, int64_t D,
+                        int64_t i0, int64_t i1, float scale, float *s) {
+    for (int64_t i = i0; i < i1; i++) {
+        score_row(s, q + (n * L + i) * ldq + h * D, kT, S, D, scale);
+        if (bias) add_bias_row(s, bias, n, h, H, i, L);
+        softmax_row(s, S);
+        if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
+        float *o = out + (n * L + i) * ldo + h * D;
+        memset(o, 0, (size_t)D * sizeof(float));
+        for (int64_t j = 0; j < S; j++) {
+            float p = s[j];
+            const float *vj = vb + j * ldv;
+            for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
+        }
+    }
 }
 
 tfm_status attention_forward(float *out, int64_t ldo, float *weights, const float *q, int64_t ldq,
@@ -94,20 +124,9 @@ tfm_status attention_forward(float *out, int64_t ldo, float *weights, const floa
                     for (int64_t d = 0; d < D; d++) kT[d * S + j] = kb[j * ldk + d];
                 last_nh = nh;
             }
-            int64_t i1 = (qb + 1) * ATT_BQ < L ? (qb + 1) * ATT_BQ : L;
-            for (int64_t i = qb * ATT_BQ; i < i1; i++) {
-                score_row(s, q + (n * L + i) * ldq + h * D, kT, S, D, scale);
-                if (bias) add_bias_row(s, bias, n, h, H, i, L);
-                softmax_row(s, S);
-                if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
-                float *o = out + (n * L + i) * ldo + h * D;
-                memset(o, 0, (size_t)D * sizeof(float));
-                for (int64_t j = 0; j < S; j++) {
-                    float p = s[j];
-                    const float *vj = vb + j * ldv;
-                    for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
-                }
-            }
+            int64_t i0 = qb * ATT_BQ, i1 = i0 + ATT_BQ < L ? i0 + ATT_BQ : L;
+            attend_rows(out, ldo, weights, q, ldq, kT, vb, ldv, bias, n, h, H, L, S, D, i0, i1,
+                        scale, s);
         }
     }
     ws_release(ws, mark);
