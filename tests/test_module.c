@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "golden_values.h"
+#include "io/safetensors.h"
 #include "support/check.h"
 #include "tfm.h"
 
@@ -188,6 +189,60 @@ static void test_roundtrip_causal_unbatched_threads(void **state) {
     remove(path);
 }
 
+/* A state_dict stored as F64 (or F16/BF16) loads, converted to float. */
+static void test_load_other_float_dtypes(void **state) {
+    tfm_module *m = create(TFM_MULTIHEAD_ATTENTION, 8, 2, 0, true);
+    char path[1024];
+    tmp_path(path, sizeof path, "f64.safetensors");
+    st_writer *w;
+    assert_int_equal(st_writer_new(&w), TFM_OK);
+    st_writer_meta(w, "module", "MultiheadAttention");
+    st_writer_meta(w, "embed_dim", "8");
+    st_writer_meta(w, "num_heads", "2");
+    st_writer_meta(w, "batch_first", "true");
+    double *bufs[8] = {0};
+    uint16_t *bf16 = NULL;
+    for (size_t i = 0; i < tfm_module_num_params(m); i++) {
+        const char *name;
+        tfm_tensor t;
+        tfm_module_param(m, i, &name, &t);
+        int64_t n = 1;
+        for (int d = 0; d < t.ndim; d++) n *= t.shape[d];
+        const float *x = t.data;
+        if (i == 1) { /* in_proj_bias as BF16: values exactly representable */
+            bf16 = malloc((size_t)n * sizeof *bf16);
+            for (int64_t k = 0; k < n; k++) {
+                float v = (float)(k % 5) * 0.25f;
+                ((float *)t.data)[k] = v;
+                uint32_t u;
+                memcpy(&u, &v, 4);
+                bf16[k] = (uint16_t)(u >> 16);
+            }
+            st_writer_add(w, name, ST_BF16, t.ndim, t.shape, bf16);
+            continue;
+        }
+        bufs[i] = malloc((size_t)n * sizeof(double));
+        for (int64_t k = 0; k < n; k++) bufs[i][k] = x[k];
+        assert_int_equal(st_writer_add(w, name, ST_F64, t.ndim, t.shape, bufs[i]), TFM_OK);
+    }
+    assert_int_equal(st_writer_write(w, path), TFM_OK);
+    st_writer_free(w);
+    tfm_module *r;
+    assert_int_equal(tfm_module_load(path, &r), TFM_OK);
+    for (size_t i = 0; i < tfm_module_num_params(m); i++) {
+        tfm_tensor a, b;
+        tfm_module_param(m, i, NULL, &a);
+        tfm_module_param(r, i, NULL, &b);
+        int64_t n = 1;
+        for (int d = 0; d < a.ndim; d++) n *= a.shape[d];
+        assert_memory_equal(a.data, b.data, (size_t)n * sizeof(float));
+    }
+    for (int i = 0; i < 8; i++) free(bufs[i]);
+    free(bf16);
+    tfm_module_free(m);
+    tfm_module_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_encoder_layer),
@@ -195,6 +250,7 @@ int main(void) {
         cmocka_unit_test(test_parameter_names),
         cmocka_unit_test(test_initialisation),
         cmocka_unit_test(test_roundtrip_causal_unbatched_threads),
+        cmocka_unit_test(test_load_other_float_dtypes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
