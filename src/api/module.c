@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,7 +69,7 @@ static tfm_status describe(tfm_module *m) {
     return TFM_OK;
 }
 
-tfm_status module_alloc(const tfm_config *cfg, tfm_module **out) {
+tfm_status module_alloc(const tfm_config *cfg, bool with_block, tfm_module **out) {
     *out = NULL;
     TFM_TRY(config_check(cfg));
     tfm_module *m = calloc(1, sizeof *m);
@@ -78,7 +79,7 @@ tfm_status module_alloc(const tfm_config *cfg, tfm_module **out) {
     ws_init(&m->ws);
     tfm_status st = describe(m);
     if (st == TFM_OK) st = param_list_total(&m->params, &m->block_floats);
-    if (st == TFM_OK) {
+    if (st == TFM_OK && with_block) {
         m->block = malloc((m->block_floats ? m->block_floats : 1) * sizeof(float));
         if (!m->block)
             st = tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu parameters", m->block_floats);
@@ -87,7 +88,7 @@ tfm_status module_alloc(const tfm_config *cfg, tfm_module **out) {
         tfm_module_free(m);
         return st;
     }
-    param_list_bind(&m->params, m->block);
+    if (with_block) param_list_bind(&m->params, m->block);
     *out = m;
     return TFM_OK;
 }
@@ -96,6 +97,7 @@ void tfm_module_free(tfm_module *m) {
     if (!m) return;
     param_list_free(&m->params);
     free(m->block);
+    st_close(m->mapped);
     free(m->enc_layers);
     free(m->dec_layers);
     ws_free(&m->ws);
@@ -144,7 +146,7 @@ static void init_entry(const param_entry *e, tfm_rng *rng, bool xavier_matrices)
 
 tfm_status tfm_module_create(const tfm_config *cfg, uint64_t seed, tfm_module **out) {
     if (!cfg || !out) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_create: NULL argument");
-    TFM_TRY(module_alloc(cfg, out));
+    TFM_TRY(module_alloc(cfg, true, out));
     tfm_rng rng;
     rng_seed(&rng, seed);
     bool xavier = cfg->module == TFM_TRANSFORMER;
@@ -163,9 +165,12 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-/* Every parameter from the file (shape- and dtype-checked), and nothing else in it. */
-static tfm_status load_params(tfm_module *m, const st_file *f) {
+/* Every parameter is in the file with a float dtype and the config's shape, and the
+ * file holds nothing else. Sets *mappable when every one is F32 and float-aligned in
+ * the mapping, so the module can use the file's memory as its parameters. */
+static tfm_status check_params(const tfm_module *m, const st_file *f, bool *mappable) {
     char want[96], got[96];
+    *mappable = true;
     for (size_t i = 0; i < m->params.count; i++) {
         const param_entry *e = &m->params.items[i];
         const st_tensor *t = st_find(f, e->name);
@@ -183,7 +188,7 @@ static tfm_status load_params(tfm_module *m, const st_file *f) {
             return tfm_error(TFM_ERR_SHAPE, "tensor '%s' has shape %s; the config needs %s",
                              e->name, got, want);
         }
-        TFM_TRY(st_read_f32(f, t, *e->slot));
+        if (t->dtype != ST_F32 || (uintptr_t)t->data % _Alignof(float) != 0) *mappable = false;
     }
     for (size_t i = 0; i < st_count(f); i++) {
         const st_tensor *t = st_at(f, i);
@@ -194,6 +199,29 @@ static tfm_status load_params(tfm_module *m, const st_file *f) {
     return TFM_OK;
 }
 
+/* Parameters from a checked file: pointers into its (copy-on-write) mapping when
+ * possible, else converted copies in the module's own block. The module then owns f. */
+static tfm_status take_params(tfm_module *m, st_file *f, bool mappable) {
+    if (mappable) {
+        for (size_t i = 0; i < m->params.count; i++) {
+            const param_entry *e = &m->params.items[i];
+            *e->slot = (float *)st_find(f, e->name)->data;
+        }
+        m->mapped = f;
+        return TFM_OK;
+    }
+    tfm_status st = TFM_OK;
+    m->block = malloc((m->block_floats ? m->block_floats : 1) * sizeof(float));
+    if (!m->block) st = tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu parameters", m->block_floats);
+    if (st == TFM_OK) param_list_bind(&m->params, m->block);
+    for (size_t i = 0; st == TFM_OK && i < m->params.count; i++) {
+        const param_entry *e = &m->params.items[i];
+        st = st_read_f32(f, st_find(f, e->name), *e->slot);
+    }
+    st_close(f);
+    return st;
+}
+
 tfm_status tfm_module_load(const char *path, tfm_module **out) {
     if (!path || !out) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_load: NULL argument");
     *out = NULL;
@@ -201,9 +229,14 @@ tfm_status tfm_module_load(const char *path, tfm_module **out) {
     TFM_TRY(st_open(path, &f));
     tfm_config cfg;
     tfm_module *m = NULL;
+    bool mappable = false;
     tfm_status st = config_from_meta(f, &cfg);
-    if (st == TFM_OK) st = module_alloc(&cfg, &m);
-    if (st == TFM_OK) st = load_params(m, f);
+    if (st == TFM_OK) st = module_alloc(&cfg, false, &m);
+    if (st == TFM_OK) st = check_params(m, f, &mappable);
+    if (st == TFM_OK) {
+        st = take_params(m, f, mappable);
+        f = NULL; /* owned by the module now (or closed) */
+    }
     st_close(f);
     if (st != TFM_OK) {
         tfm_module_free(m);

@@ -13,8 +13,9 @@
 struct tfm_module {
     tfm_config cfg;
     param_list params;  /* names, shapes and slots, in state_dict order */
-    float *block;       /* every parameter, one allocation */
+    float *block;       /* every parameter, one allocation (NULL when mapped) */
     size_t block_floats;
+    struct st_file *mapped; /* the loaded file, when the parameters point into it */
 
     /* Typed views into `block`; which ones are used depends on cfg.module. */
     mha_config mha;
@@ -37,7 +38,8 @@ struct tfm_module {
     size_t attn_cap;
 };
 
-/* Build the parameter list and block for cfg (parameters uninitialised). */
-tfm_status module_alloc(const tfm_config *cfg, tfm_module **out);
+/* Build the parameter list for cfg; with `with_block`, also the parameter block
+ * (parameters uninitialised) and the slots pointing into it. */
+tfm_status module_alloc(const tfm_config *cfg, bool with_block, tfm_module **out);
 
 #endif

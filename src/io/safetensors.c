@@ -570,7 +570,9 @@ tfm_status st_open(const char *path, st_file **out) {
         return tfm_error(TFM_ERR_IO, "%s: too large to map", path);
     }
     size_t len = (size_t)st.st_size;
-    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* Private and writable: copy-on-write pages, so a module can use mapped tensors as
+     * its parameters and callers can still write to them; the file never changes. */
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd); /* the mapping keeps the file alive */
     if (map == MAP_FAILED) return tfm_error(TFM_ERR_IO, "%s: cannot map: %s", path, strerror(e));
