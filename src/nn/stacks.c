@@ -36,21 +36,26 @@ void decoder_describe(const stack_config *c, decoder_params *p, const char *pref
         p->norm = (norm_params){0};
 }
 
-/* Layers alternate between two buffers: `out` and one scratch copy. */
-tfm_status encoder_forward(const stack_config *c, const encoder_params *p, tfm_ws *ws, float *out,
-                           const float *x, int64_t N, int64_t L, const attn_bias *mask) {
-    const size_t n = (size_t)(N * L) * (size_t)c->layer.d_model;
+/* One layer of a stack: out (N, L, E) = layer i (in). */
+typedef tfm_status (*layer_step)(const void *ctx, int64_t i, tfm_ws *ws, float *out,
+                                 const float *in);
+
+/* The layers in turn, alternating between two buffers, then the final norm if any.
+ * out (R, E) may alias x (R, E). */
+static tfm_status run_stack(const stack_config *c, const norm_params *norm, tfm_ws *ws,
+                            float *out, const float *x, int64_t R, layer_step step,
+                            const void *ctx, const char *what) {
+    const size_t n = (size_t)R * (size_t)c->layer.d_model;
     ws_mark_t mark = ws_mark(ws);
     float *a = ws_floats(ws, n), *b = ws_floats(ws, n);
     tfm_status st = TFM_OK;
     if (!a || !b) {
-        st = tfm_error(TFM_ERR_NOMEM, "TransformerEncoder: out of memory");
+        st = tfm_error(TFM_ERR_NOMEM, "%s: out of memory", what);
         goto done;
     }
     memcpy(a, x, n * sizeof(float));
     for (int64_t i = 0; i < c->num_layers; i++) {
-        st = encoder_layer_forward(&c->layer, &p->layers[i], ws, b, a, N, L, mask);
-        if (st) {
+        if ((st = step(ctx, i, ws, b, a))) {
             tfm_error_context(st, "layers.%lld", (long long)i);
             goto done;
         }
@@ -58,7 +63,7 @@ tfm_status encoder_forward(const stack_config *c, const encoder_params *p, tfm_w
         a = b, b = t;
     }
     if (c->norm)
-        norm_forward(&c->layer, &p->norm, out, a, N * L);
+        norm_forward(&c->layer, norm, out, a, R);
     else
         memcpy(out, a, n * sizeof(float));
 done:
@@ -66,35 +71,43 @@ done:
     return st;
 }
 
+typedef struct encoder_ctx {
+    const stack_config *c;
+    const encoder_params *p;
+    int64_t N, L;
+    const attn_bias *mask;
+} encoder_ctx;
+
+static tfm_status encoder_step(const void *ctx, int64_t i, tfm_ws *ws, float *out, const float *in) {
+    const encoder_ctx *e = ctx;
+    return encoder_layer_forward(&e->c->layer, &e->p->layers[i], ws, out, in, e->N, e->L, e->mask);
+}
+
+tfm_status encoder_forward(const stack_config *c, const encoder_params *p, tfm_ws *ws, float *out,
+                           const float *x, int64_t N, int64_t L, const attn_bias *mask) {
+    encoder_ctx ctx = {c, p, N, L, mask};
+    return run_stack(c, &p->norm, ws, out, x, N * L, encoder_step, &ctx, "TransformerEncoder");
+}
+
+typedef struct decoder_ctx {
+    const stack_config *c;
+    const decoder_params *p;
+    const float *memory;
+    int64_t N, L, S;
+    const attn_bias *self_mask, *cross_mask;
+} decoder_ctx;
+
+static tfm_status decoder_step(const void *ctx, int64_t i, tfm_ws *ws, float *out, const float *in) {
+    const decoder_ctx *d = ctx;
+    return decoder_layer_forward(&d->c->layer, &d->p->layers[i], ws, out, in, d->memory, d->N,
+                                 d->L, d->S, d->self_mask, d->cross_mask);
+}
+
 tfm_status decoder_forward(const stack_config *c, const decoder_params *p, tfm_ws *ws, float *out,
                            const float *x, const float *memory, int64_t N, int64_t L, int64_t S,
                            const attn_bias *self_mask, const attn_bias *cross_mask) {
-    const size_t n = (size_t)(N * L) * (size_t)c->layer.d_model;
-    ws_mark_t mark = ws_mark(ws);
-    float *a = ws_floats(ws, n), *b = ws_floats(ws, n);
-    tfm_status st = TFM_OK;
-    if (!a || !b) {
-        st = tfm_error(TFM_ERR_NOMEM, "TransformerDecoder: out of memory");
-        goto done;
-    }
-    memcpy(a, x, n * sizeof(float));
-    for (int64_t i = 0; i < c->num_layers; i++) {
-        st = decoder_layer_forward(&c->layer, &p->layers[i], ws, b, a, memory, N, L, S, self_mask,
-                                   cross_mask);
-        if (st) {
-            tfm_error_context(st, "layers.%lld", (long long)i);
-            goto done;
-        }
-        float *t = a;
-        a = b, b = t;
-    }
-    if (c->norm)
-        norm_forward(&c->layer, &p->norm, out, a, N * L);
-    else
-        memcpy(out, a, n * sizeof(float));
-done:
-    ws_release(ws, mark);
-    return st;
+    decoder_ctx ctx = {c, p, memory, N, L, S, self_mask, cross_mask};
+    return run_stack(c, &p->norm, ws, out, x, N * L, decoder_step, &ctx, "TransformerDecoder");
 }
 
 void transformer_describe(const transformer_config *c, transformer_params *p, param_list *l) {
