@@ -87,6 +87,7 @@ typedef struct tfm_config {
     int64_t num_encoder_layers, num_decoder_layers;
     /* all */
     bool bias, batch_first;
+    double dropout; /* used in training mode only (tfm_module_train) */
 } tfm_config;
 
 /* The module's name as PyTorch spells it ("TransformerEncoderLayer"), and back. */
@@ -146,6 +147,32 @@ typedef struct tfm_outputs {
 
 /* Evaluation-mode forward pass. */
 tfm_status tfm_forward(tfm_module *m, const tfm_inputs *in, tfm_outputs *out);
+
+/* ---- training ----------------------------------------------------------------
+ * tfm_forward_train runs the forward pass and keeps what tfm_backward needs; the
+ * inputs (and masks) must stay unchanged until tfm_backward. Gradients of the
+ * parameters ACCUMULATE across backward calls until tfm_zero_grad, as in PyTorch. */
+
+/* PyTorch's module.train() / .eval(): in training mode dropout (cfg.dropout) applies,
+ * drawn from `seed` and the number of forward passes since this call. */
+void tfm_module_train(tfm_module *m, bool training, uint64_t seed);
+tfm_status tfm_forward_train(tfm_module *m, const tfm_inputs *in, tfm_outputs *out);
+
+/* Gradients of the float inputs, in the inputs' layouts (module-owned, valid until the
+ * next call); absent ones have data == NULL. For MultiheadAttention each of query,
+ * key and value gets its own gradient even when they are the same data. */
+typedef struct tfm_input_grads {
+    tfm_tensor query, key, value; /* MultiheadAttention */
+    tfm_tensor src, tgt, memory;  /* layers, stacks, Transformer */
+} tfm_input_grads;
+
+/* grad_output: the gradient of a scalar loss with respect to the last
+ * tfm_forward_train's output (same shape). */
+tfm_status tfm_backward(tfm_module *m, const tfm_tensor *grad_output, tfm_input_grads *grads);
+void tfm_zero_grad(tfm_module *m);
+/* The gradient of parameter i (same order and names as tfm_module_param); available
+ * after the first tfm_forward_train. */
+tfm_status tfm_module_grad(const tfm_module *m, size_t i, const char **name, tfm_tensor *view);
 
 /* nn.Transformer.generate_square_subsequent_mask: out (sz, sz), 0 on and below the
  * diagonal, -inf above. */

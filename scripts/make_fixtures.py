@@ -622,7 +622,11 @@ def nan_rows(d):
     return {k: int((~torch.isfinite(v)).sum()) for k, v in d.items() if not bool(torch.isfinite(v).all())}
 
 
-def run_case(c: Case, outdir: str):
+def setup_case(c: Case):
+    """(module, kind, inputs, flags, extra) of a case, from its seed (crc32 of the name):
+    the eval-mode module with random parameters, the forward() inputs (None dropped),
+    the flags, and the extra inputs given to PyTorch only (tfm-only cases).
+    Also used by make_grad_fixtures.py."""
     seed = zlib.crc32(c.name.encode())
     g = torch.Generator().manual_seed(seed)
     gen = Gen(g)
@@ -631,6 +635,11 @@ def run_case(c: Case, outdir: str):
     kind = c.cfg["module"]
     inputs, flags, extra = c.build(gen)
     inputs = {k: v for k, v in inputs.items() if v is not None}
+    return module, kind, inputs, flags, extra
+
+
+def run_case(c: Case, outdir: str):
+    module, kind, inputs, flags, extra = setup_case(c)
 
     base = os.path.join(outdir, c.name)
     ex.export_module(module, base + ".model.safetensors")

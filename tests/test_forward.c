@@ -1,7 +1,9 @@
 /* test_forward.c — every fixture case of tests/fixtures/forward_cases.txt (written by
  * scripts/make_fixtures.py with PyTorch): the module's output and attention weights
  * must match PyTorch's within the case's tolerances, through the library and through
- * the `tfm forward` command. */
+ * the `tfm forward` command; and every case of grad_cases.txt (written by
+ * scripts/make_grad_fixtures.py with PyTorch autograd): the gradients of every input
+ * and parameter, through tfm_forward_train/tfm_backward and `tfm forward --grad-output`. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -88,20 +90,8 @@ static void test_case_library(void **state) {
     assert_true(ok);
 }
 
-/* The same case through `tfm forward`, reading its output file back. */
-static void test_case_cli(void **state) {
-    const fixture_case *c = *state;
-    char model[1024], input[1024], output[1024], cmd[4096], n1[256], n2[256];
-    snprintf(n1, sizeof n1, "%s.model.safetensors", c->name);
-    snprintf(n2, sizeof n2, "%s.input.safetensors", c->name);
-    snprintf(cmd, sizeof cmd, "%s.out.safetensors", c->name);
-    tmp_path(output, sizeof output, cmd);
-    snprintf(cmd, sizeof cmd, "%s forward --model %s --input %s --output %s", TFM_CLI,
-             fixture_path(model, sizeof model, n1), fixture_path(input, sizeof input, n2), output);
-    assert_int_equal(run_command(cmd), 0);
-    st_file *got, *exp;
-    if (st_open(output, &got) != TFM_OK) fail_msg("%s", tfm_last_error());
-    open_case(c, "expected", &exp);
+/* Every tensor of `exp` must be in `got` (a result file) and match. */
+static bool compare_files(const st_file *got, const st_file *exp, const fixture_case *c) {
     bool ok = true;
     for (size_t i = 0; i < st_count(exp); i++) {
         const st_tensor *w = st_at(exp, i);
@@ -119,19 +109,112 @@ static void test_case_cli(void **state) {
         ok = compare_tensor(w->name, &t, exp, c) && ok;
         free(buf);
     }
-    if (st_count(got) != st_count(exp)) {
-        printf("FAIL %s: CLI wrote %zu tensors, expected %zu\n", c->name, st_count(got), st_count(exp));
+    return ok;
+}
+
+/* Run `tfm forward` on a case (with --grad-output when grad) and compare its output
+ * file with the expected file(s). */
+static void run_cli_case(const fixture_case *c, bool grad) {
+    char model[1024], input[1024], dy[1024], output[1024], cmd[4096], name[256];
+    snprintf(name, sizeof name, "%s.model.safetensors", c->name);
+    fixture_path(model, sizeof model, name);
+    snprintf(name, sizeof name, "%s.input.safetensors", c->name);
+    fixture_path(input, sizeof input, name);
+    snprintf(name, sizeof name, "%s.grad_output.safetensors", c->name);
+    fixture_path(dy, sizeof dy, name);
+    snprintf(name, sizeof name, "%s.%s.out.safetensors", c->name, grad ? "grad" : "fwd");
+    tmp_path(output, sizeof output, name);
+    snprintf(cmd, sizeof cmd, "%s forward --model %s --input %s --output %s%s%s", TFM_CLI, model,
+             input, output, grad ? " --grad-output " : "", grad ? dy : "");
+    assert_int_equal(run_command(cmd), 0);
+    st_file *got, *exp, *exp_grad = NULL;
+    if (st_open(output, &got) != TFM_OK) fail_msg("%s", tfm_last_error());
+    open_case(c, "expected", &exp);
+    bool ok = compare_files(got, exp, c);
+    size_t want = st_count(exp);
+    if (grad) {
+        open_case(c, "expected_grad", &exp_grad);
+        ok = compare_files(got, exp_grad, c) && ok;
+        want += st_count(exp_grad);
+    }
+    if (st_count(got) != want) {
+        printf("FAIL %s: CLI wrote %zu tensors, expected %zu\n", c->name, st_count(got), want);
         ok = false;
     }
     st_close(got);
     st_close(exp);
+    st_close(exp_grad);
     remove(output);
     assert_true(ok);
 }
 
-static fixture_case *read_manifest(size_t *count) {
+static void test_case_cli(void **state) { run_cli_case(*state, false); }
+static void test_grad_cli(void **state) { run_cli_case(*state, true); }
+
+/* The gradient named `name` ("grad.query", "grad.layers.0.linear1.weight") of m. */
+static const tfm_tensor *find_grad(const tfm_module *m, const tfm_input_grads *g, const char *name,
+                                   tfm_tensor *tmp) {
+    const struct {
+        const char *name;
+        const tfm_tensor *t;
+    } inputs[] = {{"grad.query", &g->query}, {"grad.key", &g->key}, {"grad.value", &g->value},
+                  {"grad.src", &g->src},     {"grad.tgt", &g->tgt}, {"grad.memory", &g->memory}};
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
+        if (!strcmp(name, inputs[i].name)) return inputs[i].t;
+    for (size_t i = 0; i < tfm_module_num_params(m); i++) {
+        const char *pname;
+        tfm_module_grad(m, i, &pname, tmp);
+        if (!strcmp(name + 5, pname)) return tmp;
+    }
+    return NULL;
+}
+
+/* Gradients through the library: forward_train, backward, every expected grad.*. */
+static void test_grad_library(void **state) {
+    const fixture_case *c = *state;
+    char name[256], path[1024];
+    snprintf(name, sizeof name, "%s.model.safetensors", c->name);
+    tfm_module *m;
+    if (tfm_module_load(fixture_path(path, sizeof path, name), &m) != TFM_OK)
+        fail_msg("%s", tfm_last_error());
+    st_file *in, *exp, *dyf;
+    open_case(c, "input", &in);
+    open_case(c, "expected_grad", &exp);
+    open_case(c, "grad_output", &dyf);
+    forward_inputs fi;
+    if (forward_inputs_read(in, tfm_module_config(m)->module, &fi) != TFM_OK)
+        fail_msg("%s", tfm_last_error());
+    const st_tensor *d = st_find(dyf, "output");
+    assert_non_null(d);
+    float *dy = malloc((size_t)d->numel * sizeof(float));
+    assert_int_equal(st_read_f32(dyf, d, dy), TFM_OK);
+    tfm_tensor dyt = {.data = dy, .dtype = TFM_F32, .ndim = d->ndim};
+    for (int k = 0; k < d->ndim; k++) dyt.shape[k] = d->shape[k];
+    tfm_outputs out;
+    tfm_input_grads g;
+    bool ok = true;
+    for (int round = 0; round < 2 && ok; round++) { /* twice: zero_grad must reset */
+        tfm_zero_grad(m);
+        if (tfm_forward_train(m, &fi.in, &out) != TFM_OK) fail_msg("%s: %s", c->name, tfm_last_error());
+        if (tfm_backward(m, &dyt, &g) != TFM_OK) fail_msg("%s: %s", c->name, tfm_last_error());
+        for (size_t i = 0; i < st_count(exp); i++) {
+            tfm_tensor tmp;
+            const char *gname = st_at(exp, i)->name;
+            ok = compare_tensor(gname, find_grad(m, &g, gname, &tmp), exp, c) && ok;
+        }
+    }
+    free(dy);
+    forward_inputs_free(&fi);
+    st_close(in);
+    st_close(exp);
+    st_close(dyf);
+    tfm_module_free(m);
+    assert_true(ok);
+}
+
+static fixture_case *read_manifest(const char *file, size_t *count) {
     char path[1024], line[512];
-    FILE *f = fopen(fixture_path(path, sizeof path, "forward_cases.txt"), "r");
+    FILE *f = fopen(fixture_path(path, sizeof path, file), "r");
     if (!f) return NULL;
     size_t n = 0, cap = 0;
     fixture_case *cases = NULL;
@@ -150,25 +233,40 @@ static fixture_case *read_manifest(size_t *count) {
     return cases;
 }
 
+/* Two tests (library, CLI) per case of a manifest, appended to tests/names. */
+static size_t add_cases(struct CMUnitTest *tests, char (*names)[160], size_t at,
+                        fixture_case *cases, size_t n, bool grad) {
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[at], sizeof names[0], "%s%s", cases[i].name, grad ? " [grad]" : "");
+        tests[at] = (struct CMUnitTest){names[at], grad ? test_grad_library : test_case_library,
+                                        NULL, NULL, &cases[i]};
+        at++;
+        snprintf(names[at], sizeof names[0], "%s%s [cli]", cases[i].name, grad ? " [grad]" : "");
+        tests[at] = (struct CMUnitTest){names[at], grad ? test_grad_cli : test_case_cli, NULL,
+                                        NULL, &cases[i]};
+        at++;
+    }
+    return at;
+}
+
 int main(void) {
-    size_t n = 0;
-    fixture_case *cases = read_manifest(&n);
-    if (!cases || n == 0) {
+    size_t nf = 0, ng = 0;
+    fixture_case *fwd = read_manifest("forward_cases.txt", &nf);
+    fixture_case *grad = read_manifest("grad_cases.txt", &ng);
+    if (!fwd || nf == 0 || !grad || ng == 0) {
         printf("no fixture cases found under %s\n", TFM_FIXTURES);
         return 1;
     }
-    struct CMUnitTest *tests = calloc(2 * n, sizeof *tests);
-    char (*names)[160] = calloc(2 * n, sizeof *names);
+    size_t total = 2 * (nf + ng);
+    struct CMUnitTest *tests = calloc(total, sizeof *tests);
+    char (*names)[160] = calloc(total, sizeof *names);
     if (!tests || !names) return 1;
-    for (size_t i = 0; i < n; i++) {
-        snprintf(names[2 * i], sizeof names[0], "%s", cases[i].name);
-        snprintf(names[2 * i + 1], sizeof names[0], "%s [cli]", cases[i].name);
-        tests[2 * i] = (struct CMUnitTest){names[2 * i], test_case_library, NULL, NULL, &cases[i]};
-        tests[2 * i + 1] = (struct CMUnitTest){names[2 * i + 1], test_case_cli, NULL, NULL, &cases[i]};
-    }
-    int failed = _cmocka_run_group_tests("forward_fixtures", tests, 2 * n, NULL, NULL);
+    size_t at = add_cases(tests, names, 0, fwd, nf, false);
+    at = add_cases(tests, names, at, grad, ng, true);
+    int failed = _cmocka_run_group_tests("conformance", tests, at, NULL, NULL);
     free(tests);
     free(names);
-    free(cases);
+    free(fwd);
+    free(grad);
     return failed;
 }

@@ -141,6 +141,15 @@ static void attention_double(float *out, float *weights, const float *q, const f
     free(s);
 }
 
+/* The kernel on contiguous (N, ·, H·D) tensors. */
+static tfm_status attend(float *out, float *w, const float *q, const float *k, const float *v,
+                         int N, int H, int L, int S, int D, const attn_bias *b, tfm_ws *ws) {
+    const int E = H * D;
+    attn_args a = {.N = N, .H = H, .L = L, .S = S, .D = D, .q = q, .ldq = E, .k = k, .ldk = E,
+                   .v = v, .ldv = E, .bias = b};
+    return attention_forward(&a, out, E, w, NULL, ws);
+}
+
 static void check_attention(const char *what, int N, int H, int L, int S, int D,
                             const attn_bias *b) {
     const int E = H * D;
@@ -153,14 +162,14 @@ static void check_attention(const char *what, int N, int H, int L, int S, int D,
     for (int threads = 1; threads <= 2; threads++) {
         tfm_set_num_threads(threads);
         assert_int_equal(ws_begin(&ws), TFM_OK);
-        assert_int_equal(attention_forward(out, E, w, q, E, k, E, v, E, N, H, L, S, D, b, &ws), TFM_OK);
+        assert_int_equal(attend(out, w, q, k, v, N, H, L, S, D, b, &ws), TFM_OK);
         assert_true(close_enough(what, out, want, (size_t)N * L * E, 1e-5, 1e-5));
         assert_true(close_enough(what, w, ww, (size_t)N * H * L * S, 1e-5, 1e-6));
     }
     /* Same numbers to the bit whatever the thread count. */
     float *again = malloc((size_t)N * L * E * sizeof(float));
     tfm_set_num_threads(1);
-    attention_forward(again, E, NULL, q, E, k, E, v, E, N, H, L, S, D, b, &ws);
+    attend(again, NULL, q, k, v, N, H, L, S, D, b, &ws);
     assert_memory_equal(again, out, (size_t)N * L * E * sizeof(float));
     tfm_set_num_threads(0);
     ws_free(&ws);
@@ -200,7 +209,7 @@ static void test_attention_fully_masked_rows(void **state) {
     float out[N * L * E], w[N * H * L * S];
     tfm_ws ws;
     ws_init(&ws);
-    assert_int_equal(attention_forward(out, E, w, q, E, k, E, v, E, N, H, L, S, D, &b, &ws), TFM_OK);
+    assert_int_equal(attend(out, w, q, k, v, N, H, L, S, D, &b, &ws), TFM_OK);
     for (int d = 0; d < E; d++) assert_true(out[1 * E + d] == 0.0f); /* row 1: zeros, not NaN */
     for (int h = 0; h < H; h++)
         for (int j = 0; j < S; j++) assert_true(w[(h * L + 1) * S + j] == 0.0f);

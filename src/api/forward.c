@@ -12,6 +12,7 @@
 
 #include "api/module.h"
 #include "core/status.h"
+#include "nn/train_ctx.h"
 
 /* A sequence input after checking: its sizes and batch-major data. */
 typedef struct seq {
@@ -126,35 +127,32 @@ static tfm_status build_bias(tfm_ws *ws, attn_bias *b, const tfm_tensor *attn_ma
     return TFM_OK;
 }
 
-static tfm_status ensure(float **buf, size_t *cap, size_t n) {
-    if (n <= *cap && *buf) return TFM_OK;
-    float *p = realloc(*buf, (n ? n : 1) * sizeof(float));
-    if (!p) return tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu output floats", n);
-    *buf = p;
-    *cap = n;
-    return TFM_OK;
-}
-
-/* Move the result (N, L, E) into the module's output buffer in the caller's layout. */
-static tfm_status emit_output(tfm_module *m, tfm_outputs *o, const float *y, const seq *shape,
-                              int64_t E) {
-    const int64_t N = shape->N, L = shape->L;
-    TFM_TRY(ensure(&m->out_buf, &m->out_cap, (size_t)(N * L) * (size_t)E));
-    tfm_tensor *t = &o->output;
-    *t = (tfm_tensor){.data = m->out_buf, .dtype = TFM_F32};
-    if (!shape->batched) {
-        memcpy(m->out_buf, y, (size_t)(L * E) * sizeof(float));
+/* t = y (N, L, E) moved into buf in the caller's layout: (L, E) unbatched, (N, L, E)
+ * batch_first, else (L, N, E). */
+static tfm_status emit_seq(float **buf, size_t *cap, tfm_tensor *t, const float *y, int64_t N,
+                           int64_t L, int64_t E, bool batched, bool batch_first) {
+    TFM_TRY(module_buffer(buf, cap, (size_t)(N * L) * (size_t)E));
+    float *o = *buf;
+    *t = (tfm_tensor){.data = o, .dtype = TFM_F32};
+    if (!batched) {
+        memcpy(o, y, (size_t)(L * E) * sizeof(float));
         t->ndim = 2, t->shape[0] = L, t->shape[1] = E;
-    } else if (m->cfg.batch_first) {
-        memcpy(m->out_buf, y, (size_t)(N * L * E) * sizeof(float));
+    } else if (batch_first) {
+        memcpy(o, y, (size_t)(N * L * E) * sizeof(float));
         t->ndim = 3, t->shape[0] = N, t->shape[1] = L, t->shape[2] = E;
     } else {
         for (int64_t n = 0; n < N; n++)
             for (int64_t l = 0; l < L; l++)
-                memcpy(m->out_buf + (l * N + n) * E, y + (n * L + l) * E, (size_t)E * sizeof(float));
+                memcpy(o + (l * N + n) * E, y + (n * L + l) * E, (size_t)E * sizeof(float));
         t->ndim = 3, t->shape[0] = L, t->shape[1] = N, t->shape[2] = E;
     }
     return TFM_OK;
+}
+
+static tfm_status emit_output(tfm_module *m, tfm_outputs *o, const float *y, const seq *shape,
+                              int64_t E) {
+    return emit_seq(&m->out_buf, &m->out_cap, &o->output, y, shape->N, shape->L, E,
+                    shape->batched, m->cfg.batch_first);
 }
 
 static tfm_status same_batching(const seq *a, const char *an, const seq *b, const char *bn) {
@@ -167,21 +165,32 @@ static tfm_status same_batching(const seq *a, const char *an, const seq *b, cons
     return TFM_OK;
 }
 
-static tfm_status forward_mha(tfm_module *m, const tfm_inputs *in, tfm_outputs *o) {
+/* Everything a forward call shares: the module, where edge buffers go (the scratch
+ * workspace, or the activation arena when the call is recorded for backward), and
+ * the training context and record (NULL for inference). */
+typedef struct call {
+    tfm_module *m;
+    tfm_ws *edge;
+    train_ctx *tc;
+    forward_record *rec;
+} call;
+
+static tfm_status forward_mha(const call *cl, const tfm_inputs *in, tfm_outputs *o) {
+    tfm_module *m = cl->m;
     const mha_config *c = &m->mha;
     const bool bf = m->cfg.batch_first;
     seq q, k, v;
-    TFM_TRY(load_seq(&m->ws, &in->query, "query", bf, c->embed_dim, &q));
+    TFM_TRY(load_seq(cl->edge, &in->query, "query", bf, c->embed_dim, &q));
     /* Self-attention passes the same tensor three times: keep one copy, so the
      * projections run as one GEMM. */
     if (in->key.data == in->query.data && c->kdim == c->embed_dim)
         k = q;
     else
-        TFM_TRY(load_seq(&m->ws, &in->key, "key", bf, c->kdim, &k));
+        TFM_TRY(load_seq(cl->edge, &in->key, "key", bf, c->kdim, &k));
     if (in->value.data == in->key.data && c->vdim == c->kdim)
         v = k;
     else
-        TFM_TRY(load_seq(&m->ws, &in->value, "value", bf, c->vdim, &v));
+        TFM_TRY(load_seq(cl->edge, &in->value, "value", bf, c->vdim, &v));
     TFM_TRY(same_batching(&q, "query", &k, "key"));
     TFM_TRY(same_batching(&k, "key", &v, "value"));
     if (k.L != v.L)
@@ -189,19 +198,24 @@ static tfm_status forward_mha(tfm_module *m, const tfm_inputs *in, tfm_outputs *
                          (long long)k.L, (long long)v.L);
     const int64_t N = q.N, L = q.L, S = k.L, H = c->num_heads, St = mha_num_keys(c, S);
     attn_bias bias;
-    TFM_TRY(build_bias(&m->ws, &bias, &in->attn_mask, "attn_mask", &in->key_padding_mask,
+    TFM_TRY(build_bias(cl->edge, &bias, &in->attn_mask, "attn_mask", &in->key_padding_mask,
                        "key_padding_mask", in->is_causal, q.batched, N, H, L, S));
     float *y = ws_floats(&m->ws, (size_t)(N * L) * (size_t)c->embed_dim);
     if (!y) return tfm_error(TFM_ERR_NOMEM, "output: out of memory");
     float *w = NULL;
     const size_t nw = (size_t)(N * L * St) * (size_t)(in->average_attn_weights ? 1 : H);
     if (in->need_weights) {
-        TFM_TRY(ensure(&m->attn_buf, &m->attn_cap, nw));
+        TFM_TRY(module_buffer(&m->attn_buf, &m->attn_cap, nw));
         w = m->attn_buf;
     }
-    TFM_TRY(mha_forward(c, &m->mha_p, &m->ws, y, w, in->average_attn_weights, q.data, k.data,
-                        v.data, N, L, S, &bias));
+    TFM_TRY(mha_forward(c, &m->pv.mha, &m->ws, y, w, in->average_attn_weights, q.data, k.data,
+                        v.data, N, L, S, &bias, cl->tc, cl->rec ? &cl->rec->cache.mha : NULL));
     TFM_TRY(emit_output(m, o, y, &q, c->embed_dim));
+    if (cl->rec) {
+        forward_record *r = cl->rec;
+        r->batched = q.batched, r->N = N, r->L = L, r->S = S;
+        r->q = q.data, r->k = k.data, r->v = v.data;
+    }
     if (w) {
         tfm_tensor *t = &o->attn_weights;
         *t = (tfm_tensor){.data = w, .dtype = TFM_F32};
@@ -215,88 +229,125 @@ static tfm_status forward_mha(tfm_module *m, const tfm_inputs *in, tfm_outputs *
     return TFM_OK;
 }
 
-static tfm_status forward_encoder(tfm_module *m, const tfm_inputs *in, tfm_outputs *o) {
+static tfm_status forward_encoder(const call *cl, const tfm_inputs *in, tfm_outputs *o) {
+    tfm_module *m = cl->m;
     const bool stack = m->cfg.module == TFM_TRANSFORMER_ENCODER;
     const tfm_tensor *mask = stack ? &in->mask : &in->src_mask;
     seq x;
-    TFM_TRY(load_seq(&m->ws, &in->src, "src", m->cfg.batch_first, m->layer.d_model, &x));
+    TFM_TRY(load_seq(cl->edge, &in->src, "src", m->cfg.batch_first, m->layer.d_model, &x));
     attn_bias bias;
-    TFM_TRY(build_bias(&m->ws, &bias, mask, stack ? "mask" : "src_mask", &in->src_key_padding_mask,
-                       "src_key_padding_mask", in->is_causal, x.batched, x.N, m->layer.nhead, x.L,
-                       x.L));
+    TFM_TRY(build_bias(cl->edge, &bias, mask, stack ? "mask" : "src_mask",
+                       &in->src_key_padding_mask, "src_key_padding_mask", in->is_causal,
+                       x.batched, x.N, m->layer.nhead, x.L, x.L));
     float *y = ws_floats(&m->ws, (size_t)(x.N * x.L) * (size_t)x.E);
     if (!y) return tfm_error(TFM_ERR_NOMEM, "output: out of memory");
+    forward_record *r = cl->rec;
     if (stack)
-        TFM_TRY(encoder_forward(&m->stack, &m->enc_p, &m->ws, y, x.data, x.N, x.L, &bias));
+        TFM_TRY(encoder_forward(&m->stack, &m->pv.enc, &m->ws, y, x.data, x.N, x.L, &bias, cl->tc,
+                                r ? &r->cache.stack : NULL));
     else
-        TFM_TRY(encoder_layer_forward(&m->layer, &m->enc_layer_p, &m->ws, y, x.data, x.N, x.L, &bias));
+        TFM_TRY(encoder_layer_forward(&m->layer, &m->pv.enc_layer, &m->ws, y, x.data, x.N, x.L,
+                                      &bias, cl->tc, r ? &r->cache.enc_layer : NULL));
+    if (r) r->batched = x.batched, r->N = x.N, r->L = x.L, r->S = 0;
     return emit_output(m, o, y, &x, x.E);
 }
 
 /* The decoder's two biases: self-attention over tgt, cross-attention to memory. */
-static tfm_status decoder_biases(tfm_module *m, const tfm_inputs *in, const seq *t, const seq *mem,
-                                 attn_bias *self_b, attn_bias *cross_b) {
-    TFM_TRY(build_bias(&m->ws, self_b, &in->tgt_mask, "tgt_mask", &in->tgt_key_padding_mask,
-                       "tgt_key_padding_mask", in->tgt_is_causal, t->batched, t->N,
-                       m->layer.nhead, t->L, t->L));
-    return build_bias(&m->ws, cross_b, &in->memory_mask, "memory_mask",
+static tfm_status decoder_biases(const call *cl, const tfm_inputs *in, const seq *t,
+                                 const seq *mem, attn_bias *self_b, attn_bias *cross_b) {
+    const int64_t H = cl->m->layer.nhead;
+    TFM_TRY(build_bias(cl->edge, self_b, &in->tgt_mask, "tgt_mask", &in->tgt_key_padding_mask,
+                       "tgt_key_padding_mask", in->tgt_is_causal, t->batched, t->N, H, t->L,
+                       t->L));
+    return build_bias(cl->edge, cross_b, &in->memory_mask, "memory_mask",
                       &in->memory_key_padding_mask, "memory_key_padding_mask",
-                      in->memory_is_causal, t->batched, t->N, m->layer.nhead, t->L, mem->L);
+                      in->memory_is_causal, t->batched, t->N, H, t->L, mem->L);
 }
 
-static tfm_status forward_decoder(tfm_module *m, const tfm_inputs *in, tfm_outputs *o) {
+static tfm_status forward_decoder(const call *cl, const tfm_inputs *in, tfm_outputs *o) {
+    tfm_module *m = cl->m;
     const bool bf = m->cfg.batch_first;
     seq t, mem;
-    TFM_TRY(load_seq(&m->ws, &in->tgt, "tgt", bf, m->layer.d_model, &t));
-    TFM_TRY(load_seq(&m->ws, &in->memory, "memory", bf, m->layer.d_model, &mem));
+    TFM_TRY(load_seq(cl->edge, &in->tgt, "tgt", bf, m->layer.d_model, &t));
+    TFM_TRY(load_seq(cl->edge, &in->memory, "memory", bf, m->layer.d_model, &mem));
     TFM_TRY(same_batching(&t, "tgt", &mem, "memory"));
     attn_bias sb, cb;
-    TFM_TRY(decoder_biases(m, in, &t, &mem, &sb, &cb));
+    TFM_TRY(decoder_biases(cl, in, &t, &mem, &sb, &cb));
     float *y = ws_floats(&m->ws, (size_t)(t.N * t.L) * (size_t)t.E);
     if (!y) return tfm_error(TFM_ERR_NOMEM, "output: out of memory");
+    forward_record *r = cl->rec;
     if (m->cfg.module == TFM_TRANSFORMER_DECODER)
-        TFM_TRY(decoder_forward(&m->stack, &m->dec_p, &m->ws, y, t.data, mem.data, t.N, t.L, mem.L,
-                                &sb, &cb));
+        TFM_TRY(decoder_forward(&m->stack, &m->pv.dec, &m->ws, y, t.data, mem.data, t.N, t.L,
+                                mem.L, &sb, &cb, cl->tc, r ? &r->cache.stack : NULL));
     else
-        TFM_TRY(decoder_layer_forward(&m->layer, &m->dec_layer_p, &m->ws, y, t.data, mem.data, t.N,
-                                      t.L, mem.L, &sb, &cb));
+        TFM_TRY(decoder_layer_forward(&m->layer, &m->pv.dec_layer, &m->ws, y, t.data, mem.data,
+                                      t.N, t.L, mem.L, &sb, &cb, cl->tc,
+                                      r ? &r->cache.dec_layer : NULL));
+    if (r) r->batched = t.batched, r->N = t.N, r->L = t.L, r->S = mem.L, r->memory = mem.data;
     return emit_output(m, o, y, &t, t.E);
 }
 
-static tfm_status forward_transformer(tfm_module *m, const tfm_inputs *in, tfm_outputs *o) {
+static tfm_status forward_transformer(const call *cl, const tfm_inputs *in, tfm_outputs *o) {
+    tfm_module *m = cl->m;
     const bool bf = m->cfg.batch_first;
     seq s, t;
-    TFM_TRY(load_seq(&m->ws, &in->src, "src", bf, m->layer.d_model, &s));
-    TFM_TRY(load_seq(&m->ws, &in->tgt, "tgt", bf, m->layer.d_model, &t));
+    TFM_TRY(load_seq(cl->edge, &in->src, "src", bf, m->layer.d_model, &s));
+    TFM_TRY(load_seq(cl->edge, &in->tgt, "tgt", bf, m->layer.d_model, &t));
     TFM_TRY(same_batching(&s, "src", &t, "tgt"));
     attn_bias src_b, sb, cb;
-    TFM_TRY(build_bias(&m->ws, &src_b, &in->src_mask, "src_mask", &in->src_key_padding_mask,
+    TFM_TRY(build_bias(cl->edge, &src_b, &in->src_mask, "src_mask", &in->src_key_padding_mask,
                        "src_key_padding_mask", in->src_is_causal, s.batched, s.N, m->layer.nhead,
                        s.L, s.L));
-    TFM_TRY(decoder_biases(m, in, &t, &s, &sb, &cb));
+    TFM_TRY(decoder_biases(cl, in, &t, &s, &sb, &cb));
     float *y = ws_floats(&m->ws, (size_t)(t.N * t.L) * (size_t)t.E);
     if (!y) return tfm_error(TFM_ERR_NOMEM, "output: out of memory");
-    TFM_TRY(transformer_forward(&m->tr, &m->tr_p, &m->ws, y, s.data, t.data, s.N, s.L, t.L, &src_b,
-                                &sb, &cb));
+    forward_record *r = cl->rec;
+    TFM_TRY(transformer_forward(&m->tr, &m->pv.tr, &m->ws, y, s.data, t.data, s.N, s.L, t.L,
+                                &src_b, &sb, &cb, cl->tc, r ? &r->cache.tr : NULL));
+    if (r) r->batched = t.batched, r->N = t.N, r->L = t.L, r->S = s.L;
     return emit_output(m, o, y, &t, t.E);
+}
+
+static tfm_status run_forward(const call *cl, const tfm_inputs *in, tfm_outputs *out) {
+    switch (cl->m->cfg.module) {
+    case TFM_MULTIHEAD_ATTENTION: return forward_mha(cl, in, out);
+    case TFM_TRANSFORMER_ENCODER_LAYER:
+    case TFM_TRANSFORMER_ENCODER: return forward_encoder(cl, in, out);
+    case TFM_TRANSFORMER_DECODER_LAYER:
+    case TFM_TRANSFORMER_DECODER: return forward_decoder(cl, in, out);
+    case TFM_TRANSFORMER: return forward_transformer(cl, in, out);
+    }
+    return tfm_error(TFM_ERR_INVALID_ARG, "unknown module kind");
 }
 
 tfm_status tfm_forward(tfm_module *m, const tfm_inputs *in, tfm_outputs *out) {
     if (!m || !in || !out) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_forward: NULL argument");
     memset(out, 0, sizeof *out);
+    m->rec.valid = false; /* the arena may still hold a record; it no longer matches */
     TFM_TRY(ws_begin(&m->ws));
-    tfm_status st;
-    switch (m->cfg.module) {
-    case TFM_MULTIHEAD_ATTENTION: st = forward_mha(m, in, out); break;
-    case TFM_TRANSFORMER_ENCODER_LAYER:
-    case TFM_TRANSFORMER_ENCODER: st = forward_encoder(m, in, out); break;
-    case TFM_TRANSFORMER_DECODER_LAYER:
-    case TFM_TRANSFORMER_DECODER: st = forward_decoder(m, in, out); break;
-    case TFM_TRANSFORMER: st = forward_transformer(m, in, out); break;
-    default: st = tfm_error(TFM_ERR_INVALID_ARG, "unknown module kind"); break;
-    }
+    call cl = {.m = m, .edge = &m->ws};
+    tfm_status st = run_forward(&cl, in, out);
     if (st != TFM_OK) memset(out, 0, sizeof *out);
     return st;
+}
+
+tfm_status tfm_forward_train(tfm_module *m, const tfm_inputs *in, tfm_outputs *out) {
+    if (!m || !in || !out) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_forward_train: NULL argument");
+    memset(out, 0, sizeof *out);
+    m->rec = (forward_record){0};
+    TFM_TRY(module_alloc_grads(m));
+    TFM_TRY(ws_begin(&m->ws));
+    TFM_TRY(ws_begin(&m->act));
+    train_ctx tc = {.act = &m->act, .dropout = m->training ? (float)m->cfg.dropout : 0.0f,
+                    .seed = m->seed ^ (++m->calls * 0x9e3779b97f4a7c15ULL)};
+    call cl = {.m = m, .edge = &m->act, .tc = &tc, .rec = &m->rec};
+    tfm_status st = run_forward(&cl, in, out);
+    if (st != TFM_OK) {
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    m->rec.valid = true;
+    return TFM_OK;
 }
 
 tfm_status tfm_generate_square_subsequent_mask(int64_t sz, float *out) {

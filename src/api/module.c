@@ -19,54 +19,60 @@ static layer_config layer_from(const tfm_config *c) {
                           .norm_first = c->norm_first, .bias = c->bias};
 }
 
-/* Fill the typed views' configs and describe every parameter into m->params. */
-static tfm_status describe(tfm_module *m) {
+/* Fill the configs of the typed views (once per module). */
+static void configure(tfm_module *m) {
     const tfm_config *c = &m->cfg;
-    param_list *l = &m->params;
     m->layer = layer_from(c);
+    m->mha = (mha_config){.embed_dim = c->embed_dim, .num_heads = c->num_heads,
+                          .kdim = c->kdim ? c->kdim : c->embed_dim,
+                          .vdim = c->vdim ? c->vdim : c->embed_dim, .bias = c->bias,
+                          .add_bias_kv = c->add_bias_kv, .add_zero_attn = c->add_zero_attn};
+    m->stack = (stack_config){.layer = m->layer, .num_layers = c->num_layers, .norm = c->norm};
+    m->tr.encoder = (stack_config){m->layer, c->num_encoder_layers, true};
+    m->tr.decoder = (stack_config){m->layer, c->num_decoder_layers, true};
+}
+
+/* Describe every parameter of m's kind into list l, with slots in the views v (used
+ * for the parameters and, again, for the gradients). */
+static tfm_status describe(const tfm_module *m, module_views *v, param_list *l) {
+    const tfm_config *c = &m->cfg;
+    int64_t ne = c->module == TFM_TRANSFORMER ? c->num_encoder_layers : c->num_layers;
+    int64_t nd = c->module == TFM_TRANSFORMER ? c->num_decoder_layers : c->num_layers;
     switch (c->module) {
     case TFM_MULTIHEAD_ATTENTION:
-        m->mha = (mha_config){.embed_dim = c->embed_dim, .num_heads = c->num_heads,
-                              .kdim = c->kdim ? c->kdim : c->embed_dim,
-                              .vdim = c->vdim ? c->vdim : c->embed_dim, .bias = c->bias,
-                              .add_bias_kv = c->add_bias_kv, .add_zero_attn = c->add_zero_attn};
         TFM_TRY(mha_check_config(&m->mha));
-        mha_describe(&m->mha, &m->mha_p, "", l);
+        mha_describe(&m->mha, &v->mha, "", l);
         break;
     case TFM_TRANSFORMER_ENCODER_LAYER:
-        encoder_layer_describe(&m->layer, &m->enc_layer_p, "", l);
+        encoder_layer_describe(&m->layer, &v->enc_layer, "", l);
         break;
     case TFM_TRANSFORMER_DECODER_LAYER:
-        decoder_layer_describe(&m->layer, &m->dec_layer_p, "", l);
+        decoder_layer_describe(&m->layer, &v->dec_layer, "", l);
         break;
     case TFM_TRANSFORMER_ENCODER:
     case TFM_TRANSFORMER_DECODER:
-        m->stack = (stack_config){.layer = m->layer, .num_layers = c->num_layers, .norm = c->norm};
-        if (c->module == TFM_TRANSFORMER_ENCODER) {
-            m->enc_layers = calloc((size_t)c->num_layers, sizeof *m->enc_layers);
-            if (!m->enc_layers) return tfm_error(TFM_ERR_NOMEM, "out of memory");
-            m->enc_p.layers = m->enc_layers;
-            encoder_describe(&m->stack, &m->enc_p, "", l);
-        } else {
-            m->dec_layers = calloc((size_t)c->num_layers, sizeof *m->dec_layers);
-            if (!m->dec_layers) return tfm_error(TFM_ERR_NOMEM, "out of memory");
-            m->dec_p.layers = m->dec_layers;
-            decoder_describe(&m->stack, &m->dec_p, "", l);
-        }
-        break;
     case TFM_TRANSFORMER:
-        m->tr.encoder = (stack_config){m->layer, c->num_encoder_layers, true};
-        m->tr.decoder = (stack_config){m->layer, c->num_decoder_layers, true};
-        m->enc_layers = calloc((size_t)c->num_encoder_layers + 1, sizeof *m->enc_layers);
-        m->dec_layers = calloc((size_t)c->num_decoder_layers + 1, sizeof *m->dec_layers);
-        if (!m->enc_layers || !m->dec_layers) return tfm_error(TFM_ERR_NOMEM, "out of memory");
-        m->tr_p.encoder.layers = m->enc_layers;
-        m->tr_p.decoder.layers = m->dec_layers;
-        transformer_describe(&m->tr, &m->tr_p, l);
+        v->enc_layers = calloc((size_t)ne + 1, sizeof *v->enc_layers);
+        v->dec_layers = calloc((size_t)nd + 1, sizeof *v->dec_layers);
+        if (!v->enc_layers || !v->dec_layers) return tfm_error(TFM_ERR_NOMEM, "out of memory");
+        v->enc.layers = v->tr.encoder.layers = v->enc_layers;
+        v->dec.layers = v->tr.decoder.layers = v->dec_layers;
+        if (c->module == TFM_TRANSFORMER_ENCODER)
+            encoder_describe(&m->stack, &v->enc, "", l);
+        else if (c->module == TFM_TRANSFORMER_DECODER)
+            decoder_describe(&m->stack, &v->dec, "", l);
+        else
+            transformer_describe(&m->tr, &v->tr, l);
         break;
     }
     if (l->failed) return tfm_error(TFM_ERR_NOMEM, "out of memory building the parameter list");
     return TFM_OK;
+}
+
+static void views_free(module_views *v) {
+    free(v->enc_layers);
+    free(v->dec_layers);
+    v->enc_layers = NULL, v->dec_layers = NULL;
 }
 
 tfm_status module_alloc(const tfm_config *cfg, bool with_block, tfm_module **out) {
@@ -76,8 +82,11 @@ tfm_status module_alloc(const tfm_config *cfg, bool with_block, tfm_module **out
     if (!m) return tfm_error(TFM_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;
     param_list_init(&m->params);
+    param_list_init(&m->grads);
     ws_init(&m->ws);
-    tfm_status st = describe(m);
+    ws_init(&m->act);
+    configure(m);
+    tfm_status st = describe(m, &m->pv, &m->params);
     if (st == TFM_OK) st = param_list_total(&m->params, &m->block_floats);
     if (st == TFM_OK && with_block) {
         m->block = malloc((m->block_floats ? m->block_floats : 1) * sizeof(float));
@@ -96,13 +105,17 @@ tfm_status module_alloc(const tfm_config *cfg, bool with_block, tfm_module **out
 void tfm_module_free(tfm_module *m) {
     if (!m) return;
     param_list_free(&m->params);
+    param_list_free(&m->grads);
+    views_free(&m->pv);
+    views_free(&m->gv);
     free(m->block);
+    free(m->grad_block);
     st_close(m->mapped);
-    free(m->enc_layers);
-    free(m->dec_layers);
     ws_free(&m->ws);
+    ws_free(&m->act);
     free(m->out_buf);
     free(m->attn_buf);
+    for (int i = 0; i < 3; i++) free(m->grad_buf[i]);
     free(m);
 }
 
@@ -259,6 +272,49 @@ tfm_status tfm_module_save(const tfm_module *m, const char *path) {
     if (st == TFM_OK) st = st_writer_write(w, path);
     st_writer_free(w);
     return st;
+}
+
+tfm_status module_alloc_grads(tfm_module *m) {
+    if (m->grad_block) return TFM_OK;
+    TFM_TRY(describe(m, &m->gv, &m->grads));
+    m->grad_block = calloc(m->block_floats ? m->block_floats : 1, sizeof(float));
+    if (!m->grad_block) return tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu gradients", m->block_floats);
+    param_list_bind(&m->grads, m->grad_block);
+    return TFM_OK;
+}
+
+tfm_status module_buffer(float **buf, size_t *cap, size_t n) {
+    if (n <= *cap && *buf) return TFM_OK;
+    float *p = realloc(*buf, (n ? n : 1) * sizeof(float));
+    if (!p) return tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu floats", n);
+    *buf = p;
+    *cap = n;
+    return TFM_OK;
+}
+
+void tfm_zero_grad(tfm_module *m) {
+    if (m && m->grad_block) memset(m->grad_block, 0, m->block_floats * sizeof(float));
+}
+
+tfm_status tfm_module_grad(const tfm_module *m, size_t i, const char **name, tfm_tensor *view) {
+    if (!m || i >= m->params.count)
+        return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_grad: index %zu out of range", i);
+    if (!m->grad_block)
+        return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_grad: no gradients before tfm_forward_train");
+    const param_entry *e = &m->grads.items[i];
+    if (name) *name = m->params.items[i].name;
+    if (view) {
+        *view = (tfm_tensor){.data = *e->slot, .dtype = TFM_F32, .ndim = e->ndim};
+        for (int d = 0; d < e->ndim; d++) view->shape[d] = e->shape[d];
+    }
+    return TFM_OK;
+}
+
+void tfm_module_train(tfm_module *m, bool training, uint64_t seed) {
+    if (!m) return;
+    m->training = training;
+    m->seed = seed;
+    m->calls = 0;
 }
 
 const tfm_config *tfm_module_config(const tfm_module *m) { return m ? &m->cfg : NULL; }

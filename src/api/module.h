@@ -1,6 +1,7 @@
-/* module.h — the tfm_module object behind the public API: a config, the one
- * parameter block with its list, the typed views the nn code uses, a workspace,
- * and the output buffers handed back by tfm_forward. */
+/* module.h — the tfm_module object behind the public API: a config, the parameter
+ * block with its list (and, once training starts, the gradient block with its own),
+ * the typed views the nn code uses, workspaces, saved activations, and the output
+ * buffers handed back by tfm_forward / tfm_backward. */
 #ifndef TFM_API_MODULE_H
 #define TFM_API_MODULE_H
 
@@ -10,36 +11,73 @@
 #include "nn/stacks.h"
 #include "tfm.h"
 
+/* Typed views into a parameter (or gradient) block; which are used depends on the
+ * module kind. */
+typedef struct module_views {
+    mha_params mha;
+    encoder_layer_params enc_layer;
+    decoder_layer_params dec_layer;
+    encoder_params enc; /* TransformerEncoder */
+    decoder_params dec; /* TransformerDecoder */
+    transformer_params tr;
+    encoder_layer_params *enc_layers; /* owned arrays of per-layer views */
+    decoder_layer_params *dec_layers;
+} module_views;
+
+/* What tfm_forward_train leaves for tfm_backward. */
+typedef struct forward_record {
+    bool valid;
+    bool batched;
+    int64_t N, L, S;              /* L: the output's length; S: the other input's */
+    const float *q, *k, *v;       /* MultiheadAttention inputs as attended, (N, ·, ·) */
+    int64_t kdim, vdim;
+    union {
+        mha_cache mha;
+        encoder_layer_cache enc_layer;
+        decoder_layer_cache dec_layer;
+        stack_cache stack;
+        transformer_cache tr;
+    } cache;
+    const float *memory;          /* DecoderLayer / Decoder: memory (N, S, E) */
+} forward_record;
+
 struct tfm_module {
     tfm_config cfg;
-    param_list params;  /* names, shapes and slots, in state_dict order */
-    float *block;       /* every parameter, one allocation (NULL when mapped) */
+    mha_config mha;       /* MultiheadAttention */
+    layer_config layer;   /* the layers' arguments */
+    stack_config stack;   /* TransformerEncoder / Decoder */
+    transformer_config tr;
+
+    param_list params;    /* names, shapes and slots, in state_dict order */
+    module_views pv;      /* views of the parameters */
+    float *block;         /* every parameter, one allocation (NULL when mapped) */
     size_t block_floats;
     struct st_file *mapped; /* the loaded file, when the parameters point into it */
 
-    /* Typed views into `block`; which ones are used depends on cfg.module. */
-    mha_config mha;
-    mha_params mha_p;
-    layer_config layer;
-    encoder_layer_params enc_layer_p;
-    decoder_layer_params dec_layer_p;
-    stack_config stack;
-    encoder_params enc_p;
-    decoder_params dec_p;
-    transformer_config tr;
-    transformer_params tr_p;
-    encoder_layer_params *enc_layers; /* owned arrays of per-layer views */
-    decoder_layer_params *dec_layers;
+    param_list grads;     /* the same names and shapes, for the gradients */
+    module_views gv;
+    float *grad_block;    /* allocated by the first tfm_forward_train */
 
-    tfm_ws ws;
+    bool training;        /* dropout on (PyTorch's module.train()) */
+    uint64_t seed, calls; /* dropout streams: seed and forward count */
+    tfm_ws ws;            /* scratch */
+    tfm_ws act;           /* saved activations, from tfm_forward_train to tfm_backward */
+    forward_record rec;
+
     float *out_buf;   /* output handed back, grown only when a larger one is needed */
     size_t out_cap;
     float *attn_buf;  /* attention weights handed back */
     size_t attn_cap;
+    float *grad_buf[3]; /* input gradients handed back */
+    size_t grad_cap[3];
 };
 
 /* Build the parameter list for cfg; with `with_block`, also the parameter block
  * (parameters uninitialised) and the slots pointing into it. */
 tfm_status module_alloc(const tfm_config *cfg, bool with_block, tfm_module **out);
+/* Allocate and zero the gradient block, if not yet there. */
+tfm_status module_alloc_grads(tfm_module *m);
+/* A module-owned buffer of n floats (grown only when needed). */
+tfm_status module_buffer(float **buf, size_t *cap, size_t n);
 
 #endif

@@ -15,4 +15,20 @@ float rng_uniform(tfm_rng *r);                  /* [0, 1) with 24 random bits */
 float rng_uniform_range(tfm_rng *r, float lo, float hi);
 float rng_normal(tfm_rng *r);                   /* N(0, 1), Box–Muller */
 
+/* A counter-based uniform in [0, 1): the same (seed, index) always gives the same
+ * number, so a dropout mask can be recomputed in backward instead of stored, and does
+ * not depend on which thread draws it. */
+static inline float rng_hash_uniform(uint64_t seed, uint64_t index) {
+    uint64_t z = seed ^ (index * 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Inverted dropout's factor for element `index`: 0 (dropped) or 1 / (1 − p). */
+static inline float rng_dropout_scale(uint64_t seed, uint64_t index, float p) {
+    return rng_hash_uniform(seed, index) < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
 #endif

@@ -44,6 +44,7 @@ void tfm_config_default(tfm_config *c, tfm_module_kind kind) {
         .d_model = 512, .nhead = 8, .dim_feedforward = 2048, .activation = TFM_RELU,
         .layer_norm_eps = 1e-5, .norm_first = false, .num_layers = 6, .norm = false,
         .num_encoder_layers = 6, .num_decoder_layers = 6, .bias = true, .batch_first = false,
+        .dropout = kind == TFM_MULTIHEAD_ATTENTION ? 0.0 : 0.1,
     };
 }
 
@@ -91,7 +92,21 @@ static tfm_status get_opt_dim(const st_file *f, const char *key, int64_t *out) {
     return parse_int(key, v, 1, MAX_DIM, out);
 }
 
+/* A probability in [0, 1). */
+static tfm_status get_dropout(const st_file *f, tfm_config *c) {
+    const char *v = st_meta(f, "dropout");
+    if (!v) return TFM_OK;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || !(x >= 0.0 && x < 1.0))
+        return tfm_error(TFM_ERR_FORMAT, "metadata 'dropout': expected a number in [0, 1), got \"%.40s\"", v);
+    c->dropout = x;
+    return TFM_OK;
+}
+
 static tfm_status get_layer_args(const st_file *f, tfm_config *c) {
+    TFM_TRY(get_dropout(f, c));
     TFM_TRY(get_int(f, "d_model", 1, MAX_DIM, &c->d_model));
     TFM_TRY(get_int(f, "nhead", 1, MAX_DIM, &c->nhead));
     TFM_TRY(get_int(f, "dim_feedforward", 1, MAX_DIM, &c->dim_feedforward));
@@ -142,6 +157,7 @@ tfm_status config_from_meta(const st_file *f, tfm_config *c) {
         TFM_TRY(get_bool(f, "add_bias_kv", &c->add_bias_kv));
         TFM_TRY(get_bool(f, "add_zero_attn", &c->add_zero_attn));
         TFM_TRY(get_bool(f, "batch_first", &c->batch_first));
+        TFM_TRY(get_dropout(f, c));
         break;
     case TFM_TRANSFORMER_ENCODER:
     case TFM_TRANSFORMER_DECODER:
@@ -164,6 +180,8 @@ tfm_status config_from_meta(const st_file *f, tfm_config *c) {
 tfm_status config_check(const tfm_config *c) {
     if ((unsigned)c->module > TFM_TRANSFORMER)
         return tfm_error(TFM_ERR_INVALID_ARG, "unknown module kind %d", (int)c->module);
+    if (!(c->dropout >= 0.0 && c->dropout < 1.0))
+        return tfm_error(TFM_ERR_INVALID_ARG, "dropout (%g) must be in [0, 1)", c->dropout);
     if (c->module == TFM_MULTIHEAD_ATTENTION) {
         if (c->embed_dim <= 0 || c->num_heads <= 0 || c->embed_dim > MAX_DIM)
             return tfm_error(TFM_ERR_INVALID_ARG,
@@ -212,7 +230,10 @@ static tfm_status put_bool(st_writer *w, const char *key, bool v) {
 }
 
 tfm_status config_to_meta(const tfm_config *c, st_writer *w) {
+    char drop[40];
+    snprintf(drop, sizeof drop, "%.17g", c->dropout);
     TFM_TRY(st_writer_meta(w, "module", tfm_module_name(c->module)));
+    TFM_TRY(st_writer_meta(w, "dropout", drop));
     if (c->module == TFM_MULTIHEAD_ATTENTION) {
         TFM_TRY(put_int(w, "embed_dim", c->embed_dim));
         TFM_TRY(put_int(w, "num_heads", c->num_heads));

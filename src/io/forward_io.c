@@ -2,6 +2,7 @@
 #include "io/forward_io.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,15 +131,39 @@ void forward_inputs_free(forward_inputs *fi) {
     fi->nbuf = 0;
 }
 
-tfm_status forward_outputs_write(const char *path, const tfm_outputs *o) {
+static tfm_status add_tensor(st_writer *w, const char *name, const tfm_tensor *t) {
+    if (!t->data) return TFM_OK;
+    return st_writer_add(w, name, ST_F32, t->ndim, t->shape, t->data);
+}
+
+/* The input gradients in a fixed order, under their forward() names. */
+static tfm_status add_grads(st_writer *w, const tfm_input_grads *g, const tfm_module *m) {
+    const struct {
+        const char *name;
+        const tfm_tensor *t;
+    } inputs[] = {{"grad.query", &g->query}, {"grad.key", &g->key}, {"grad.value", &g->value},
+                  {"grad.src", &g->src},     {"grad.tgt", &g->tgt}, {"grad.memory", &g->memory}};
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
+        TFM_TRY(add_tensor(w, inputs[i].name, inputs[i].t));
+    char name[256];
+    for (size_t i = 0; i < tfm_module_num_params(m); i++) {
+        const char *pname;
+        tfm_tensor t;
+        TFM_TRY(tfm_module_grad(m, i, &pname, &t));
+        snprintf(name, sizeof name, "grad.%s", pname);
+        TFM_TRY(add_tensor(w, name, &t));
+    }
+    return TFM_OK;
+}
+
+tfm_status forward_outputs_write(const char *path, const tfm_outputs *o,
+                                 const tfm_input_grads *grads, const tfm_module *m) {
     st_writer *w;
     TFM_TRY(st_writer_new(&w));
     tfm_status st = st_writer_meta(w, "producer", "tfm");
-    if (st == TFM_OK)
-        st = st_writer_add(w, "output", ST_F32, o->output.ndim, o->output.shape, o->output.data);
-    if (st == TFM_OK && o->attn_weights.data)
-        st = st_writer_add(w, "attn_weights", ST_F32, o->attn_weights.ndim, o->attn_weights.shape,
-                           o->attn_weights.data);
+    if (st == TFM_OK) st = add_tensor(w, "output", &o->output);
+    if (st == TFM_OK) st = add_tensor(w, "attn_weights", &o->attn_weights);
+    if (st == TFM_OK && grads) st = add_grads(w, grads, m);
     if (st == TFM_OK) st = st_writer_write(w, path);
     st_writer_free(w);
     return st;

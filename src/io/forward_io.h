@@ -23,7 +23,10 @@ const char *forward_input_names(tfm_module_kind kind);
  * whatever the result. */
 tfm_status forward_inputs_read(const st_file *f, tfm_module_kind kind, forward_inputs *fi);
 void forward_inputs_free(forward_inputs *fi);
-/* `output`, and `attn_weights` when present, written atomically to path. */
-tfm_status forward_outputs_write(const char *path, const tfm_outputs *o);
+/* `output`, and `attn_weights` when present, written atomically to path. With
+ * grads (else NULL): also `grad.<input>` for each input gradient present and
+ * `grad.<parameter name>` for every parameter of m. */
+tfm_status forward_outputs_write(const char *path, const tfm_outputs *o,
+                                 const tfm_input_grads *grads, const tfm_module *m);
 
 #endif

@@ -1,10 +1,11 @@
-/* attention.c — multi-head scaled dot-product attention (eval forward).
+/* attention.c — multi-head scaled dot-product attention, forward and backward.
  *
- * Work is split over (batch, head, block of ATT_BQ queries); each item is done by one
- * thread in a fixed order, so the result does not depend on the thread count. Per
- * item the thread transposes K_h once (D, S) so that both inner loops run along
- * contiguous memory, then handles its queries one row of S scores at a time: memory
- * per thread is O(D·S), never O(L·S).
+ * Forward splits the work over (batch, head, block of ATT_BQ queries), backward over
+ * (batch, head) — there each item owns its head's columns of dK and dV. Each item is
+ * done by one thread in a fixed order, so results do not depend on the thread count.
+ * Per item the thread transposes K_h (and V_h in backward) once, (D, S), so the inner
+ * loops run along contiguous memory; then it handles one query row of S scores at a
+ * time: memory per thread is O(D·S), never O(L·S).
  * Legend: N batch, H heads, L queries, S keys, D head dim.
  */
 #include "kernels/attention.h"
@@ -12,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "core/status.h"
 #include "core/threads.h"
 
@@ -25,20 +27,31 @@
 #define ATT_CLONES
 #endif
 
-/* scores (S) for one query row: q_i·k_j / √D + bias. kT (D, S). */
-static inline void score_row(float *s, const float *qi, const float *kT, int64_t S, int64_t D,
-                      float scale) {
+/* xT (D, S) = head h of x (S, ld) transposed. */
+static void transpose_head(float *xT, const float *x, int64_t ld, int64_t S, int64_t D) {
+    for (int64_t j = 0; j < S; j++)
+        for (int64_t d = 0; d < D; d++) xT[d * S + j] = x[j * ld + d];
+}
+
+/* s (S) = a_i · bT (D, S) · scale: one row of a product with a transposed operand. */
+static inline void row_times(float *s, const float *ai, const float *bT, int64_t S, int64_t D,
+                             float scale) {
     memset(s, 0, (size_t)S * sizeof(float));
     for (int64_t d = 0; d < D; d++) {
-        float qd = qi[d] * scale;
-        const float *kd = kT + d * S;
-        for (int64_t j = 0; j < S; j++) s[j] += qd * kd[j];
+        float ad = ai[d] * scale;
+        const float *bd = bT + d * S;
+        for (int64_t j = 0; j < S; j++) s[j] += ad * bd[j];
     }
 }
 
-static inline void add_bias_row(float *s, const attn_bias *b, int64_t n, int64_t h, int64_t H,
-                         int64_t i, int64_t L) {
-    int64_t Sm = b->masked_cols;
+/* Scores of query row i: q_i·k_j / √D + bias. */
+static inline void scores(float *s, const attn_args *a, const float *kT, int64_t n, int64_t h,
+                          int64_t i, float scale) {
+    const int64_t S = a->S, H = a->H, L = a->L;
+    row_times(s, a->q + (n * L + i) * a->ldq + h * a->D, kT, S, a->D, scale);
+    const attn_bias *b = a->bias;
+    if (!b) return;
+    const int64_t Sm = b->masked_cols;
     if (b->attn) {
         const float *m = b->attn + (b->attn_per_head ? (n * H + h) * L * Sm : 0) + i * Sm;
         for (int64_t j = 0; j < Sm; j++) s[j] += m[j];
@@ -51,15 +64,15 @@ static inline void add_bias_row(float *s, const attn_bias *b, int64_t n, int64_t
         for (int64_t j = i + 1; j < Sm; j++) s[j] = -INFINITY;
 }
 
-/* In place: s (S) becomes softmax(s). Returns false for a fully masked row (all −inf),
- * which is then set to zeros. */
-static inline bool softmax_row(float *s, int64_t S) {
+/* In place: s (S) becomes softmax(s); returns log Σ exp(s), −inf for a fully masked
+ * row (then s is all zeros). */
+static inline float softmax_row(float *s, int64_t S) {
     float m = -INFINITY;
     for (int64_t j = 0; j < S; j++)
         if (s[j] > m) m = s[j];
     if (m == -INFINITY) {
         memset(s, 0, (size_t)S * sizeof(float));
-        return false;
+        return -INFINITY;
     }
     float sum = 0.0f;
     for (int64_t j = 0; j < S; j++) {
@@ -68,42 +81,52 @@ static inline bool softmax_row(float *s, int64_t S) {
     }
     float inv = 1.0f / sum;
     for (int64_t j = 0; j < S; j++) s[j] *= inv;
-    return true;
+    return m + logf(sum);
 }
 
-/* Query rows [i0, i1) of batch n, head h: scores, bias, softmax, weights, P·V.
- * kT (D, S) is K_h transposed; vb (S, ldv) points at V_h; s (S) is scratch. */
-ATT_CLONES
-static void attend_rows(float *out, int64_t ldo, float *weights, const float *q, int64_t ldq,
-                        const float *kT, const float *vb, int64_t ldv, const attn_bias *bias,
-                        int64_t n, int64_t h, int64_t H, int64_t L, int64_t S, int64_t D,
-                        int64_t i0, int64_t i1, float scale, float *s) {
-    for (int64_t i = i0; i < i1; i++) {
-        score_row(s, q + (n * L + i) * ldq + h * D, kT, S, D, scale);
-        if (bias) add_bias_row(s, bias, n, h, H, i, L);
-        softmax_row(s, S);
-        if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
-        float *o = out + (n * L + i) * ldo + h * D;
-        memset(o, 0, (size_t)D * sizeof(float));
-        for (int64_t j = 0; j < S; j++) {
-            float p = s[j];
-            const float *vj = vb + j * ldv;
-            for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
-        }
+/* p (S) *= inverted-dropout factors of row (n, h, i). */
+static inline void dropout_row(float *p, const attn_args *a, int64_t n, int64_t h, int64_t i) {
+    uint64_t base = (uint64_t)(((n * a->H + h) * a->L + i) * a->S);
+    for (int64_t j = 0; j < a->S; j++) p[j] *= rng_dropout_scale(a->dropout_seed, base + (uint64_t)j, a->dropout);
+}
+
+/* o (D) = Σ_j p_j v_j over V_h rows (S, ldv). */
+static inline void weighted_sum(float *o, const float *p, const float *vb, int64_t ldv, int64_t S,
+                                int64_t D) {
+    memset(o, 0, (size_t)D * sizeof(float));
+    for (int64_t j = 0; j < S; j++) {
+        const float pj = p[j];
+        const float *vj = vb + j * ldv;
+        for (int64_t d = 0; d < D; d++) o[d] += pj * vj[d];
     }
 }
 
-tfm_status attention_forward(float *out, int64_t ldo, float *weights, const float *q, int64_t ldq,
-                             const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t N,
-                             int64_t H, int64_t L, int64_t S, int64_t D, const attn_bias *bias,
-                             tfm_ws *ws) {
+/* Query rows [i0, i1) of batch n, head h. kT (D, S); s (S) scratch. */
+ATT_CLONES
+static void forward_rows(const attn_args *a, float *out, int64_t ldo, float *weights, float *lse,
+                         const float *kT, int64_t n, int64_t h, int64_t i0, int64_t i1,
+                         float scale, float *s) {
+    const int64_t S = a->S, D = a->D, H = a->H, L = a->L;
+    const float *vb = a->v + n * S * a->ldv + h * D;
+    for (int64_t i = i0; i < i1; i++) {
+        scores(s, a, kT, n, h, i, scale);
+        float l = softmax_row(s, S);
+        if (lse) lse[(n * H + h) * L + i] = l;
+        if (a->dropout > 0.0f) dropout_row(s, a, n, h, i);
+        if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
+        weighted_sum(out + (n * L + i) * ldo + h * D, s, vb, a->ldv, S, D);
+    }
+}
+
+tfm_status attention_forward(const attn_args *a, float *out, int64_t ldo, float *weights,
+                             float *lse, tfm_ws *ws) {
+    const int64_t N = a->N, H = a->H, L = a->L, S = a->S, D = a->D;
     if (N == 0 || L == 0 || H == 0) return TFM_OK;
-    int nthreads = tfm_max_threads();
-    size_t per_thread = (size_t)D * (size_t)S + (size_t)S + 16;
+    const int nthreads = tfm_max_threads();
+    const size_t per_thread = (size_t)D * (size_t)S + (size_t)S + 16;
     ws_mark_t mark = ws_mark(ws);
     float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
     if (!scratch) return tfm_error(TFM_ERR_NOMEM, "attention: cannot allocate scratch");
-
     const float scale = 1.0f / sqrtf((float)D);
     const int64_t nqb = (L + ATT_BQ - 1) / ATT_BQ;
     const int64_t items = N * H * nqb;
@@ -115,18 +138,87 @@ tfm_status attention_forward(float *out, int64_t ldo, float *weights, const floa
         int64_t last_nh = -1;
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < items; it++) {
-            int64_t nh = it / nqb, qb = it % nqb;
-            int64_t n = nh / H, h = nh % H;
-            const float *kb = k + n * S * ldk + h * D;
-            const float *vb = v + n * S * ldv + h * D;
-            if (nh != last_nh) { /* kT = K_h transposed, (D, S) */
-                for (int64_t j = 0; j < S; j++)
-                    for (int64_t d = 0; d < D; d++) kT[d * S + j] = kb[j * ldk + d];
+            const int64_t nh = it / nqb, qb = it % nqb, n = nh / H, h = nh % H;
+            if (nh != last_nh) {
+                transpose_head(kT, a->k + n * S * a->ldk + h * D, a->ldk, S, D);
                 last_nh = nh;
             }
-            int64_t i0 = qb * ATT_BQ, i1 = i0 + ATT_BQ < L ? i0 + ATT_BQ : L;
-            attend_rows(out, ldo, weights, q, ldq, kT, vb, ldv, bias, n, h, H, L, S, D, i0, i1,
-                        scale, s);
+            const int64_t i0 = qb * ATT_BQ, i1 = i0 + ATT_BQ < L ? i0 + ATT_BQ : L;
+            forward_rows(a, out, ldo, weights, lse, kT, n, h, i0, i1, scale, s);
+        }
+    }
+    ws_release(ws, mark);
+    return TFM_OK;
+}
+
+/* All query rows of batch n, head h. kT, vT (D, S); p, dp (S) scratch. */
+ATT_CLONES
+static void backward_head(const attn_args *a, const float *lse, const float *dout, int64_t lddo,
+                          float *dq, int64_t lddq, float *dk, int64_t lddk, float *dv,
+                          int64_t lddv, const float *kT, const float *vT, int64_t n, int64_t h,
+                          float scale, float *p, float *dp) {
+    const int64_t S = a->S, D = a->D, H = a->H, L = a->L;
+    const float *kb = a->k + n * S * a->ldk + h * D;
+    float *dkb = dk + n * S * lddk + h * D, *dvb = dv + n * S * lddv + h * D;
+    for (int64_t i = 0; i < L; i++) {
+        const float l = lse[(n * H + h) * L + i];
+        if (l == -INFINITY) continue; /* fully masked row: zero output, zero gradient */
+        const float *qi = a->q + (n * L + i) * a->ldq + h * D;
+        const float *doi = dout + (n * L + i) * lddo + h * D;
+        float *dqi = dq + (n * L + i) * lddq + h * D;
+        scores(p, a, kT, n, h, i, scale);
+        for (int64_t j = 0; j < S; j++) p[j] = expf(p[j] - l); /* P, as forward had it */
+        row_times(dp, doi, vT, S, D, 1.0f);                    /* dP' = dO_i · Vᵀ */
+        uint64_t base = (uint64_t)(((n * H + h) * L + i) * S);
+        float rowsum = 0.0f;
+        for (int64_t j = 0; j < S; j++) {
+            float keep = a->dropout > 0.0f
+                             ? rng_dropout_scale(a->dropout_seed, base + (uint64_t)j, a->dropout)
+                             : 1.0f;
+            const float pj = p[j], pdj = pj * keep;
+            float *dvj = dvb + j * lddv; /* dV_j += P'_ij · dO_i */
+            for (int64_t d = 0; d < D; d++) dvj[d] += pdj * doi[d];
+            dp[j] *= keep;               /* dP = dP' ∘ dropout factors */
+            rowsum += pj * dp[j];
+        }
+        for (int64_t j = 0; j < S; j++) {
+            const float dsj = p[j] * (dp[j] - rowsum) * scale; /* dS_ij / √D */
+            if (dsj == 0.0f) continue;
+            const float *kj = kb + j * a->ldk;
+            float *dkj = dkb + j * lddk;
+            for (int64_t d = 0; d < D; d++) {
+                dqi[d] += dsj * kj[d];
+                dkj[d] += dsj * qi[d];
+            }
+        }
+    }
+}
+
+tfm_status attention_backward(const attn_args *a, const float *lse, const float *dout,
+                              int64_t lddo, float *dq, int64_t lddq, float *dk, int64_t lddk,
+                              float *dv, int64_t lddv, tfm_ws *ws) {
+    const int64_t N = a->N, H = a->H, L = a->L, S = a->S, D = a->D;
+    if (N == 0 || L == 0 || H == 0 || S == 0) return TFM_OK;
+    const int nthreads = tfm_max_threads();
+    const size_t per_thread = 2 * (size_t)D * (size_t)S + 2 * (size_t)S + 32;
+    ws_mark_t mark = ws_mark(ws);
+    float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
+    if (!scratch) return tfm_error(TFM_ERR_NOMEM, "attention backward: cannot allocate scratch");
+    const float scale = 1.0f / sqrtf((float)D);
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *kT = scratch + per_thread * (size_t)tfm_thread_id();
+        float *vT = kT + (size_t)D * (size_t)S;
+        float *p = vT + (size_t)D * (size_t)S;
+        float *dp = p + S + 16;
+#pragma omp for schedule(static)
+        for (int64_t nh = 0; nh < N * H; nh++) {
+            const int64_t n = nh / H, h = nh % H;
+            transpose_head(kT, a->k + n * S * a->ldk + h * D, a->ldk, S, D);
+            transpose_head(vT, a->v + n * S * a->ldv + h * D, a->ldv, S, D);
+            backward_head(a, lse, dout, lddo, dq, lddq, dk, lddk, dv, lddv, kT, vT, n, h, scale, p,
+                          dp);
         }
     }
     ws_release(ws, mark);

@@ -1,6 +1,6 @@
-/* attention.h — scaled dot-product attention over many heads, with every mask kind,
- * in memory linear in the key length (no (L, S) buffer per head unless the caller
- * asks for the weights).
+/* attention.h — scaled dot-product attention over many heads, forward and backward,
+ * with every mask kind and dropout on the weights, in memory linear in the key length
+ * (no (L, S) buffer per head unless the caller asks for the weights).
  *
  * Legend: N batch, H heads, L queries, S keys (including any appended bias_kv /
  * zero_attn columns), D head dim; head h of a row is columns [h·D, (h+1)·D).
@@ -24,16 +24,32 @@ typedef struct attn_bias {
     int64_t masked_cols;
 } attn_bias;
 
-/* out[n, i, h·D:(h+1)·D] = Σ_j softmax_j(q_i·k_j / √D + bias_ij) · v_j.
+/* What forward and backward share: sizes, the strided inputs, masks, dropout. */
+typedef struct attn_args {
+    int64_t N, H, L, S, D;
+    const float *q; int64_t ldq; /* (N, L, ldq) */
+    const float *k; int64_t ldk; /* (N, S, ldk) */
+    const float *v; int64_t ldv; /* (N, S, ldv) */
+    const attn_bias *bias;       /* or NULL */
+    float dropout;               /* probability of zeroing a weight; 0 = none */
+    uint64_t dropout_seed;       /* element (n, h, i, j) uses index ((n·H + h)·L + i)·S + j */
+} attn_args;
+
+/* out[n, i, h·D:(h+1)·D] = Σ_j dropout(softmax_j(q_i·k_j / √D + bias_ij)) · v_j.
  * A query row whose every key is masked (all scores −inf) gets zero output and zero
  * weights — a defined result where PyTorch gives NaN.
- *   out     (N, L, ldo)   written, head-interleaved like q
- *   weights (N, H, L, S)  or NULL: the probabilities, when asked for
- *   q       (N, L, ldq);  k (N, S, ldk);  v (N, S, ldv)
- * Returns TFM_ERR_NOMEM if the per-thread scratch cannot be had. */
-tfm_status attention_forward(float *out, int64_t ldo, float *weights, const float *q, int64_t ldq,
-                             const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t N,
-                             int64_t H, int64_t L, int64_t S, int64_t D, const attn_bias *bias,
-                             tfm_ws *ws);
+ *   out     (N, L, ldo)   written
+ *   weights (N, H, L, S)  or NULL: the weights (after dropout, as PyTorch returns them)
+ *   lse     (N, H, L)     or NULL: log Σ_j exp(score_ij), saved for backward (−inf for a
+ *                         fully masked row) */
+tfm_status attention_forward(const attn_args *a, float *out, int64_t ldo, float *weights,
+                             float *lse, tfm_ws *ws);
+
+/* Gradients from dout (N, L, lddo), recomputing the weights from lse block by block
+ * (dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(P∘dP)); dQ = dS·K/√D; dK = dSᵀ·Q/√D).
+ * dq (N, L, lddq), dk (N, S, lddk), dv (N, S, lddv) are ACCUMULATED into. */
+tfm_status attention_backward(const attn_args *a, const float *lse, const float *dout,
+                              int64_t lddo, float *dq, int64_t lddq, float *dk, int64_t lddk,
+                              float *dv, int64_t lddv, tfm_ws *ws);
 
 #endif

@@ -1,5 +1,8 @@
-/* layer_config.c — checks of the layer arguments; LayerNorm and feed-forward sublayers. */
+/* layer_config.c — checks of the layer arguments; LayerNorm and feed-forward sublayers,
+ * forward and backward. Legend: R rows, E d_model, F dim_feedforward. */
 #include "nn/layer_config.h"
+
+#include <string.h>
 
 #include "core/status.h"
 #include "kernels/elementwise.h"
@@ -32,9 +35,15 @@ void norm_describe(const layer_config *c, norm_params *p, const char *prefix, co
     param_add(l, c->bias, pre, "bias", &p->bias, INIT_ZERO, E, 1, E, 0, 0);
 }
 
-void norm_forward(const layer_config *c, const norm_params *p, float *out, const float *x,
-                  int64_t R) {
-    layernorm_forward(out, NULL, NULL, x, p->weight, p->bias, R, c->d_model, c->layer_norm_eps);
+void norm_forward(const layer_config *c, const norm_params *p, float *out, float *mean,
+                  float *rstd, const float *x, int64_t R) {
+    layernorm_forward(out, mean, rstd, x, p->weight, p->bias, R, c->d_model, c->layer_norm_eps);
+}
+
+void norm_backward(const layer_config *c, const norm_params *p, norm_params *g, float *dx,
+                   const float *dy, const float *x, const float *mean, const float *rstd,
+                   int64_t R) {
+    layernorm_backward(dx, g->weight, g->bias, dy, x, mean, rstd, p->weight, R, c->d_model);
 }
 
 void ffn_describe(const layer_config *c, ffn_params *p, const char *prefix, param_list *l) {
@@ -50,17 +59,52 @@ void ffn_describe(const layer_config *c, ffn_params *p, const char *prefix, para
 }
 
 tfm_status ffn_forward(const layer_config *c, const ffn_params *p, tfm_ws *ws, float *out,
-                       const float *x, int64_t R) {
+                       const float *x, int64_t R, train_ctx *tc, ffn_cache *k) {
     const int64_t E = c->d_model, F = c->dim_feedforward;
+    const size_t RF = (size_t)R * (size_t)F;
     ws_mark_t mark = ws_mark(ws);
-    float *h = ws_floats(ws, (size_t)R * (size_t)F); /* (R, F) */
-    if (!h) return tfm_error(TFM_ERR_NOMEM, "feed-forward: out of memory for %lld rows", (long long)R);
+    float *h = train_floats(k ? tc : NULL, ws, RF); /* (R, F) */
+    float *a = k ? train_floats(tc, ws, RF) : NULL;  /* (R, F) pre-activation, saved */
+    if (!h || (k && !a)) {
+        ws_release(ws, mark);
+        return tfm_error(TFM_ERR_NOMEM, "feed-forward: out of memory for %lld rows", (long long)R);
+    }
     linear_forward(h, F, x, E, p->linear1_weight, p->linear1_bias, R, E, F);
+    if (k) memcpy(a, h, RF * sizeof(float));
     if (c->activation == TFM_GELU)
         gelu_forward(h, R * F);
     else
         relu_forward(h, R * F);
+    float drop = tc ? tc->dropout : 0.0f;
+    uint64_t seed = train_next_stream(tc);
+    dropout_apply(h, R * F, drop, seed);
     linear_forward(out, E, h, F, p->linear2_weight, p->linear2_bias, R, F, E);
+    if (k) *k = (ffn_cache){.x = x, .a = a, .h = h, .dropout = drop, .seed = seed};
+    ws_release(ws, mark); /* when training, h and a live in tc->act, untouched by this */
+    return TFM_OK;
+}
+
+tfm_status ffn_backward(const layer_config *c, const ffn_params *p, ffn_params *g,
+                        const ffn_cache *k, tfm_ws *ws, float *dx, const float *dout, int64_t R) {
+    const int64_t E = c->d_model, F = c->dim_feedforward;
+    const size_t RF = (size_t)R * (size_t)F;
+    ws_mark_t mark = ws_mark(ws);
+    float *dh = ws_floats(ws, RF), *da = ws_floats(ws, RF);
+    if (!dh || !da) {
+        ws_release(ws, mark);
+        return tfm_error(TFM_ERR_NOMEM, "feed-forward backward: out of memory");
+    }
+    memset(dh, 0, RF * sizeof(float));
+    memset(da, 0, RF * sizeof(float));
+    linear_backward(dh, F, g->linear2_weight, g->linear2_bias, dout, E, k->h, F, p->linear2_weight,
+                    R, F, E);
+    dropout_apply(dh, R * F, k->dropout, k->seed); /* the same mask, on the gradient */
+    if (c->activation == TFM_GELU)
+        gelu_backward(da, dh, k->a, R * F);
+    else
+        relu_backward(da, dh, k->a, R * F);
+    linear_backward(dx, E, g->linear1_weight, g->linear1_bias, da, F, k->x, E, p->linear1_weight,
+                    R, E, F);
     ws_release(ws, mark);
     return TFM_OK;
 }

@@ -9,6 +9,7 @@
 
 #include "core/workspace.h"
 #include "nn/params.h"
+#include "nn/train_ctx.h"
 #include "tfm.h"
 
 typedef struct layer_config {
@@ -21,7 +22,7 @@ typedef struct layer_config {
 
 tfm_status layer_check_config(const layer_config *c);
 
-/* nn.LayerNorm(d_model, eps, bias=bias) */
+/* nn.LayerNorm(d_model, eps, bias=bias) — parameters or gradients */
 typedef struct norm_params {
     float *weight; /* (E) */
     float *bias;   /* (E), when bias */
@@ -29,11 +30,15 @@ typedef struct norm_params {
 
 void norm_describe(const layer_config *c, norm_params *p, const char *prefix, const char *name,
                    param_list *l);
-/* out (R, E) = LayerNorm(x (R, E)); out may alias x. */
-void norm_forward(const layer_config *c, const norm_params *p, float *out, const float *x,
-                  int64_t R);
+/* out (R, E) = LayerNorm(x (R, E)); out may alias x. mean, rstd (R) or NULL: saved. */
+void norm_forward(const layer_config *c, const norm_params *p, float *out, float *mean,
+                  float *rstd, const float *x, int64_t R);
+/* dx (R, E) += …, parameter gradients into g; x, mean, rstd as in the forward. */
+void norm_backward(const layer_config *c, const norm_params *p, norm_params *g, float *dx,
+                   const float *dy, const float *x, const float *mean, const float *rstd,
+                   int64_t R);
 
-/* linear1 → activation → linear2 */
+/* linear1 → activation → dropout → linear2 — parameters or gradients */
 typedef struct ffn_params {
     float *linear1_weight; /* (F, E) */
     float *linear1_bias;   /* (F), when bias */
@@ -41,9 +46,21 @@ typedef struct ffn_params {
     float *linear2_bias;   /* (E), when bias */
 } ffn_params;
 
+typedef struct ffn_cache {
+    const float *x; /* (R, E) input */
+    float *a;       /* (R, F) linear1 output, before the activation */
+    float *h;       /* (R, F) after activation and dropout: linear2's input */
+    float dropout;
+    uint64_t seed;
+} ffn_cache;
+
 void ffn_describe(const layer_config *c, ffn_params *p, const char *prefix, param_list *l);
-/* out (R, E) = linear2(act(linear1(x (R, E)))); out must not alias x. */
+/* out (R, E) = linear2(dropout(act(linear1(x (R, E))))); out must not alias x.
+ * tc, cache: NULL for inference, else the activations are saved (x must stay). */
 tfm_status ffn_forward(const layer_config *c, const ffn_params *p, tfm_ws *ws, float *out,
-                       const float *x, int64_t R);
+                       const float *x, int64_t R, train_ctx *tc, ffn_cache *cache);
+/* dx (R, E) += …; parameter gradients into g. */
+tfm_status ffn_backward(const layer_config *c, const ffn_params *p, ffn_params *g,
+                        const ffn_cache *k, tfm_ws *ws, float *dx, const float *dout, int64_t R);
 
 #endif

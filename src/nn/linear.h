@@ -8,4 +8,10 @@
 void linear_forward(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
                     const float *b, int64_t R, int64_t in, int64_t out);
 
+/* Backward of linear_forward, accumulating: dx (R, in) += dy · w (if dx non-NULL);
+ * dw (out, in) += dyᵀ · x; db (out) += Σ_r dy (if db non-NULL). */
+void linear_backward(float *dx, int64_t lddx, float *dw, float *db, const float *dy, int64_t lddy,
+                     const float *x, int64_t ldx, const float *w, int64_t R, int64_t in,
+                     int64_t out);
+
 #endif

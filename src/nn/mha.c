@@ -1,9 +1,10 @@
-/* mha.c — nn.MultiheadAttention forward.
+/* mha.c — nn.MultiheadAttention forward and backward.
  *
  * PyTorch (F.multi_head_attention_forward): q, k, v = in-projections; with
  * add_bias_kv, bias_k / bias_v are appended as one more key / value row; with
  * add_zero_attn a zero row is appended after that; the masks get an unmasked column
- * for each. Then softmax(q kᵀ / √D + mask) v per head, heads concatenated, out_proj.
+ * for each. Then softmax(q kᵀ / √D + mask) v per head (dropout on the weights in
+ * training), heads concatenated, out_proj.
  * Legend: N batch, L queries, S keys, E embed_dim, H heads, D head dim, S' keys attended.
  */
 #include "nn/mha.h"
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "kernels/elementwise.h"
 #include "nn/linear.h"
 
 tfm_status mha_check_config(const mha_config *c) {
@@ -55,9 +57,9 @@ void mha_describe(const mha_config *c, mha_params *p, const char *prefix, param_
     param_add(l, c->bias, prefix, "out_proj.bias", &p->out_proj_bias, INIT_ZERO, E, 1, E, 0, 0);
 }
 
-/* The three projection matrices and biases, whichever layout the params use. */
-static void mha_proj(const mha_config *c, const mha_params *p, int which, const float **w,
-                     const float **b) {
+/* Projection `which` (0 q, 1 k, 2 v): its weight (E, in) and bias (E) or NULL, in
+ * either layout — for parameters and gradients alike. */
+static void mha_proj(const mha_config *c, const mha_params *p, int which, float **w, float **b) {
     const int64_t E = c->embed_dim;
     if (mha_packed(c))
         *w = p->in_proj_weight + (size_t)which * (size_t)(E * E);
@@ -79,91 +81,164 @@ static void append_kv_rows(float *dst, const float *src, int64_t ld, const float
     }
 }
 
+/* Q, K, V as attended, into `cache` (pointers and strides). Saved buffers come from
+ * the train arena when training, else from ws. */
+static tfm_status project_qkv(const mha_config *c, const mha_params *p, tfm_ws *ws, train_ctx *tc,
+                              mha_cache *k) {
+    const int64_t E = c->embed_dim, N = k->N, L = k->L, S = k->S, St = mha_num_keys(c, S);
+    float *w, *b;
+    if (mha_packed(c) && k->query == k->key && k->key == k->value && L == S) {
+        /* self-attention: [Q K V] (N·L, 3E) = x · in_proj_weightᵀ + in_proj_bias */
+        float *qkv = train_floats(tc, ws, (size_t)(N * L) * (size_t)(3 * E));
+        if (!qkv) return TFM_ERR_NOMEM;
+        linear_forward(qkv, 3 * E, k->query, E, p->in_proj_weight, p->in_proj_bias, N * L, E, 3 * E);
+        k->Q = qkv, k->K = qkv + E, k->V = qkv + 2 * E;
+        k->ldq = k->ldk = k->ldv = 3 * E;
+    } else {
+        float *q = train_floats(tc, ws, (size_t)(N * L) * (size_t)E);
+        if (!q) return TFM_ERR_NOMEM;
+        mha_proj(c, p, 0, &w, &b);
+        linear_forward(q, E, k->query, E, w, b, N * L, E, E);
+        k->Q = q, k->ldq = E;
+        if (mha_packed(c) && k->key == k->value) {
+            /* [K V] (N·S, 2E) from the last two thirds of in_proj in one GEMM */
+            float *kv = train_floats(tc, ws, (size_t)(N * S) * (size_t)(2 * E));
+            if (!kv) return TFM_ERR_NOMEM;
+            mha_proj(c, p, 1, &w, &b);
+            linear_forward(kv, 2 * E, k->key, E, w, b, N * S, E, 2 * E);
+            k->K = kv, k->V = kv + E;
+            k->ldk = k->ldv = 2 * E;
+        } else {
+            float *kk = train_floats(tc, ws, (size_t)(N * S) * (size_t)E);
+            float *vv = train_floats(tc, ws, (size_t)(N * S) * (size_t)E);
+            if (!kk || !vv) return TFM_ERR_NOMEM;
+            mha_proj(c, p, 1, &w, &b);
+            linear_forward(kk, E, k->key, c->kdim, w, b, N * S, c->kdim, E);
+            mha_proj(c, p, 2, &w, &b);
+            linear_forward(vv, E, k->value, c->vdim, w, b, N * S, c->vdim, E);
+            k->K = kk, k->V = vv;
+            k->ldk = k->ldv = E;
+        }
+    }
+    if (St != S) { /* add_bias_kv / add_zero_attn: extra key and value rows */
+        float *k2 = train_floats(tc, ws, (size_t)(N * St) * (size_t)E);
+        float *v2 = train_floats(tc, ws, (size_t)(N * St) * (size_t)E);
+        if (!k2 || !v2) return TFM_ERR_NOMEM;
+        append_kv_rows(k2, k->K, k->ldk, p->bias_k, c->add_zero_attn, N, S, E);
+        append_kv_rows(v2, k->V, k->ldv, p->bias_v, c->add_zero_attn, N, S, E);
+        k->K = k2, k->V = v2;
+        k->ldk = k->ldv = E;
+    }
+    return TFM_OK;
+}
+
+static attn_args make_args(const mha_config *c, const mha_cache *k) {
+    return (attn_args){.N = k->N, .H = c->num_heads, .L = k->L, .S = mha_num_keys(c, k->S),
+                       .D = c->embed_dim / c->num_heads, .q = k->Q, .ldq = k->ldq, .k = k->K,
+                       .ldk = k->ldk, .v = k->V, .ldv = k->ldv, .bias = &k->bias,
+                       .dropout = k->dropout, .dropout_seed = k->dropout_seed};
+}
+
+/* weights (N, L, S') = mean over heads of wh (N, H, L, S'), as PyTorch's .mean(dim=1). */
+static void average_heads(float *weights, const float *wh, int64_t N, int64_t H, int64_t LS) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t x = 0; x < LS; x++) {
+            float sum = 0.0f;
+            for (int64_t h = 0; h < H; h++) sum += wh[(n * H + h) * LS + x];
+            weights[n * LS + x] = sum / (float)H;
+        }
+}
+
 tfm_status mha_forward(const mha_config *c, const mha_params *p, tfm_ws *ws, float *out,
                        float *weights, bool average_weights, const float *query,
                        const float *key, const float *value, int64_t N, int64_t L, int64_t S,
-                       const attn_bias *mask) {
-    const int64_t E = c->embed_dim, H = c->num_heads, D = E / H;
-    const int64_t St = mha_num_keys(c, S);
+                       const attn_bias *mask, train_ctx *tc, mha_cache *cache) {
+    const int64_t E = c->embed_dim, H = c->num_heads, St = mha_num_keys(c, S);
     ws_mark_t mark = ws_mark(ws);
-    const float *w, *b;
-    const float *Q, *K, *V;
-    int64_t ldq, ldk, ldv;
-
-    if (mha_packed(c) && query == key && key == value && L == S) {
-        /* self-attention: [Q K V] (N·L, 3E) = x · in_proj_weightᵀ + in_proj_bias */
-        float *qkv = ws_floats(ws, (size_t)(N * L) * (size_t)(3 * E));
-        if (!qkv) goto nomem;
-        linear_forward(qkv, 3 * E, query, E, p->in_proj_weight, p->in_proj_bias, N * L, E, 3 * E);
-        Q = qkv, K = qkv + E, V = qkv + 2 * E;
-        ldq = ldk = ldv = 3 * E;
-    } else {
-        float *q = ws_floats(ws, (size_t)(N * L) * (size_t)E);
-        if (!q) goto nomem;
-        mha_proj(c, p, 0, &w, &b);
-        linear_forward(q, E, query, E, w, b, N * L, E, E);
-        Q = q, ldq = E;
-        if (mha_packed(c) && key == value) {
-            /* [K V] (N·S, 2E) from the last two thirds of in_proj in one GEMM */
-            float *kv = ws_floats(ws, (size_t)(N * S) * (size_t)(2 * E));
-            if (!kv) goto nomem;
-            mha_proj(c, p, 1, &w, &b);
-            linear_forward(kv, 2 * E, key, E, w, b, N * S, E, 2 * E);
-            K = kv, V = kv + E;
-            ldk = ldv = 2 * E;
-        } else {
-            float *k = ws_floats(ws, (size_t)(N * S) * (size_t)E);
-            float *v = ws_floats(ws, (size_t)(N * S) * (size_t)E);
-            if (!k || !v) goto nomem;
-            mha_proj(c, p, 1, &w, &b);
-            linear_forward(k, E, key, c->kdim, w, b, N * S, c->kdim, E);
-            mha_proj(c, p, 2, &w, &b);
-            linear_forward(v, E, value, c->vdim, w, b, N * S, c->vdim, E);
-            K = k, V = v;
-            ldk = ldv = E;
-        }
+    mha_cache local, *k = cache ? cache : &local;
+    *k = (mha_cache){.query = query, .key = key, .value = value, .N = N, .L = L, .S = S};
+    if (mask) k->bias = *mask;
+    k->bias.masked_cols = S;
+    if (tc && tc->dropout > 0.0f) {
+        k->dropout = tc->dropout;
+        k->dropout_seed = train_next_stream(tc);
     }
-
-    if (St != S) { /* add_bias_kv / add_zero_attn: extra key and value rows */
-        float *k2 = ws_floats(ws, (size_t)(N * St) * (size_t)E);
-        float *v2 = ws_floats(ws, (size_t)(N * St) * (size_t)E);
-        if (!k2 || !v2) goto nomem;
-        append_kv_rows(k2, K, ldk, p->bias_k, c->add_zero_attn, N, S, E);
-        append_kv_rows(v2, V, ldv, p->bias_v, c->add_zero_attn, N, S, E);
-        K = k2, V = v2;
-        ldk = ldv = E;
-    }
-
-    attn_bias bias = {0};
-    if (mask) bias = *mask;
-    bias.masked_cols = S;
-
-    float *heads = ws_floats(ws, (size_t)(N * L) * (size_t)E); /* (N, L, E) before out_proj */
-    float *wh = weights;                                        /* (N, H, L, S') */
+    tfm_status st = project_qkv(c, p, ws, cache ? tc : NULL, k);
+    float *heads = cache ? train_floats(tc, ws, (size_t)(N * L) * (size_t)E)
+                         : ws_floats(ws, (size_t)(N * L) * (size_t)E);
+    float *lse = cache ? train_floats(tc, ws, (size_t)(N * H * L)) : NULL;
+    float *wh = weights; /* (N, H, L, S') */
     if (weights && average_weights) wh = ws_floats(ws, (size_t)(N * H * L) * (size_t)St);
-    if (!heads || (weights && !wh)) goto nomem;
-    tfm_status st = attention_forward(heads, E, wh, Q, ldq, K, ldk, V, ldv, N, H, L, St, D, &bias, ws);
-    if (st != TFM_OK) {
+    if (st || !heads || (cache && !lse) || (weights && !wh)) {
         ws_release(ws, mark);
-        return st;
+        return tfm_error(TFM_ERR_NOMEM, "MultiheadAttention: out of memory for N=%lld L=%lld S=%lld",
+                         (long long)N, (long long)L, (long long)S);
     }
-    linear_forward(out, E, heads, E, p->out_proj_weight, p->out_proj_bias, N * L, E, E);
+    k->heads = heads, k->lse = lse;
+    attn_args a = make_args(c, k);
+    st = attention_forward(&a, heads, E, wh, lse, ws);
+    if (st == TFM_OK) {
+        linear_forward(out, E, heads, E, p->out_proj_weight, p->out_proj_bias, N * L, E, E);
+        if (weights && average_weights) average_heads(weights, wh, N, H, L * St);
+    }
+    ws_release(ws, mark);
+    return st;
+}
 
-    if (weights && average_weights) { /* PyTorch: weights.view(N, H, L, S').mean(dim=1) */
-        const int64_t LS = L * St;
-        for (int64_t n = 0; n < N; n++) {
-            float *dst = weights + n * LS;
-            for (int64_t x = 0; x < LS; x++) {
-                float sum = 0.0f;
-                for (int64_t h = 0; h < H; h++) sum += wh[(n * H + h) * LS + x];
-                dst[x] = sum / (float)H;
-            }
+/* Input-projection backward for one of q, k, v: dX += dP·W, dW += dPᵀ·X, db += Σ dP.
+ * dP (N·rows, E) contiguous; x (N·rows, in). */
+static void proj_backward(const mha_config *c, const mha_params *p, mha_params *g, int which,
+                          const float *dP, const float *x, float *dx, int64_t rows, int64_t in) {
+    float *w, *b, *dw, *db;
+    mha_proj(c, p, which, &w, &b);
+    mha_proj(c, g, which, &dw, &db);
+    linear_backward(dx, in, dw, db, dP, c->embed_dim, x, in, w, rows, in, c->embed_dim);
+}
+
+/* dst (N, S, E) = the first S rows of each batch of src (N, S', E); the bias_k row's
+ * gradient (row S) goes to dbias (E) if any; the zero row's is dropped. */
+static void split_kv_grad(float *dst, float *dbias, const float *src, int64_t N, int64_t S,
+                          int64_t St, int64_t E) {
+    for (int64_t n = 0; n < N; n++) {
+        memcpy(dst + n * S * E, src + n * St * E, (size_t)(S * E) * sizeof(float));
+        if (dbias)
+            for (int64_t e = 0; e < E; e++) dbias[e] += src[(n * St + S) * E + e];
+    }
+}
+
+tfm_status mha_backward(const mha_config *c, const mha_params *p, mha_params *g,
+                        const mha_cache *k, tfm_ws *ws, const float *dout, float *dquery,
+                        float *dkey, float *dvalue) {
+    const int64_t E = c->embed_dim, N = k->N, L = k->L, S = k->S, St = mha_num_keys(c, S);
+    ws_mark_t mark = ws_mark(ws);
+    float *dheads = ws_floats(ws, (size_t)(N * L) * (size_t)E);
+    float *dQ = ws_floats(ws, (size_t)(N * L) * (size_t)E);
+    float *dK = ws_floats(ws, (size_t)(N * St) * (size_t)E);
+    float *dV = ws_floats(ws, (size_t)(N * St) * (size_t)E);
+    float *dK1 = St != S ? ws_floats(ws, (size_t)(N * S) * (size_t)E) : dK;
+    float *dV1 = St != S ? ws_floats(ws, (size_t)(N * S) * (size_t)E) : dV;
+    if (!dheads || !dQ || !dK || !dV || !dK1 || !dV1) {
+        ws_release(ws, mark);
+        return tfm_error(TFM_ERR_NOMEM, "MultiheadAttention backward: out of memory");
+    }
+    /* out = heads · W_outᵀ + b_out */
+    memset(dheads, 0, (size_t)(N * L * E) * sizeof(float));
+    linear_backward(dheads, E, g->out_proj_weight, g->out_proj_bias, dout, E, k->heads, E,
+                    p->out_proj_weight, N * L, E, E);
+    memset(dQ, 0, (size_t)(N * L * E) * sizeof(float));
+    memset(dK, 0, (size_t)(N * St * E) * sizeof(float));
+    memset(dV, 0, (size_t)(N * St * E) * sizeof(float));
+    attn_args a = make_args(c, k);
+    tfm_status st = attention_backward(&a, k->lse, dheads, E, dQ, E, dK, E, dV, E, ws);
+    if (st == TFM_OK) {
+        if (St != S) {
+            split_kv_grad(dK1, c->add_bias_kv ? g->bias_k : NULL, dK, N, S, St, E);
+            split_kv_grad(dV1, c->add_bias_kv ? g->bias_v : NULL, dV, N, S, St, E);
         }
+        proj_backward(c, p, g, 0, dQ, k->query, dquery, N * L, E);
+        proj_backward(c, p, g, 1, dK1, k->key, dkey, N * S, c->kdim);
+        proj_backward(c, p, g, 2, dV1, k->value, dvalue, N * S, c->vdim);
     }
     ws_release(ws, mark);
-    return TFM_OK;
-nomem:
-    ws_release(ws, mark);
-    return tfm_error(TFM_ERR_NOMEM, "MultiheadAttention: out of memory for N=%lld L=%lld S=%lld",
-                     (long long)N, (long long)L, (long long)S);
+    return st;
 }
