@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/rng.h"
 #include "core/status.h"
 #include "io/config_meta.h"
 #include "io/safetensors.h"
@@ -62,7 +61,7 @@ static tfm_status describe(const tfm_module *m, module_views *v, param_list *l) 
         else if (c->module == TFM_TRANSFORMER_DECODER)
             decoder_describe(&m->stack, &v->dec, "", l);
         else
-            transformer_describe(&m->tr, &v->tr, l);
+            transformer_describe(&m->tr, &v->tr, "", l);
         break;
     }
     if (l->failed) return tfm_error(TFM_ERR_NOMEM, "out of memory building the parameter list");
@@ -119,51 +118,10 @@ void tfm_module_free(tfm_module *m) {
     free(m);
 }
 
-/* PyTorch's torch.nn.init: fans of a (out, in, ...) tensor. */
-static void fans(const param_entry *e, double *fan_in, double *fan_out) {
-    double receptive = 1.0;
-    for (int i = 2; i < e->ndim; i++) receptive *= (double)e->shape[i];
-    *fan_in = (double)(e->ndim > 1 ? e->shape[1] : e->shape[0]) * receptive;
-    *fan_out = (double)e->shape[0] * receptive;
-}
-
-static void init_entry(const param_entry *e, tfm_rng *rng, bool xavier_matrices) {
-    float *x = *e->slot;
-    double fi, fo;
-    fans(e, &fi, &fo);
-    param_init how = e->init;
-    if (xavier_matrices && e->ndim > 1) how = INIT_XAVIER_UNIFORM; /* nn.Transformer */
-    float bound;
-    switch (how) {
-    case INIT_ZERO:
-        for (int64_t i = 0; i < e->numel; i++) x[i] = 0.0f;
-        break;
-    case INIT_ONE:
-        for (int64_t i = 0; i < e->numel; i++) x[i] = 1.0f;
-        break;
-    case INIT_XAVIER_UNIFORM:
-        bound = (float)sqrt(6.0 / (fi + fo));
-        for (int64_t i = 0; i < e->numel; i++) x[i] = rng_uniform_range(rng, -bound, bound);
-        break;
-    case INIT_XAVIER_NORMAL:
-        bound = (float)sqrt(2.0 / (fi + fo));
-        for (int64_t i = 0; i < e->numel; i++) x[i] = bound * rng_normal(rng);
-        break;
-    case INIT_KAIMING_LINEAR: /* kaiming_uniform(a=√5) = U(±1/√fan_in) */
-    case INIT_LINEAR_BIAS:
-        bound = (float)(1.0 / sqrt((double)e->fan_in));
-        for (int64_t i = 0; i < e->numel; i++) x[i] = rng_uniform_range(rng, -bound, bound);
-        break;
-    }
-}
-
 tfm_status tfm_module_create(const tfm_config *cfg, uint64_t seed, tfm_module **out) {
     if (!cfg || !out) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_module_create: NULL argument");
     TFM_TRY(module_alloc(cfg, true, out));
-    tfm_rng rng;
-    rng_seed(&rng, seed);
-    bool xavier = cfg->module == TFM_TRANSFORMER;
-    for (size_t i = 0; i < (*out)->params.count; i++) init_entry(&(*out)->params.items[i], &rng, xavier);
+    param_list_init_values(&(*out)->params, seed, cfg->module == TFM_TRANSFORMER);
     return TFM_OK;
 }
 

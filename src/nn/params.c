@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
+#include "core/rng.h"
 #include "core/status.h"
 
 void param_list_init(param_list *l) { *l = (param_list){0}; }
@@ -74,6 +77,50 @@ const param_entry *param_list_find(const param_list *l, const char *name) {
 }
 
 bool param_prefix(char *out, const char *prefix, const char *name) {
-    int len = snprintf(out, PARAM_NAME_MAX, "%s%s.", prefix, name);
+    int len = snprintf(out, PARAM_NAME_MAX, name[0] ? "%s%s." : "%s%s", prefix, name);
     return len >= 0 && len < PARAM_NAME_MAX;
+}
+
+/* PyTorch's torch.nn.init: fans of a (out, in, ...) tensor. */
+static void fans(const param_entry *e, double *fan_in, double *fan_out) {
+    double receptive = 1.0;
+    for (int i = 2; i < e->ndim; i++) receptive *= (double)e->shape[i];
+    *fan_in = (double)(e->ndim > 1 ? e->shape[1] : e->shape[0]) * receptive;
+    *fan_out = (double)e->shape[0] * receptive;
+}
+
+static void init_entry(const param_entry *e, tfm_rng *rng, bool xavier_matrices) {
+    float *x = *e->slot;
+    double fi, fo;
+    fans(e, &fi, &fo);
+    param_init how = e->init;
+    if (xavier_matrices && e->ndim > 1) how = INIT_XAVIER_UNIFORM;
+    float bound;
+    switch (how) {
+    case INIT_ZERO:
+        for (int64_t i = 0; i < e->numel; i++) x[i] = 0.0f;
+        break;
+    case INIT_ONE:
+        for (int64_t i = 0; i < e->numel; i++) x[i] = 1.0f;
+        break;
+    case INIT_XAVIER_UNIFORM:
+        bound = (float)sqrt(6.0 / (fi + fo));
+        for (int64_t i = 0; i < e->numel; i++) x[i] = rng_uniform_range(rng, -bound, bound);
+        break;
+    case INIT_XAVIER_NORMAL:
+        bound = (float)sqrt(2.0 / (fi + fo));
+        for (int64_t i = 0; i < e->numel; i++) x[i] = bound * rng_normal(rng);
+        break;
+    case INIT_KAIMING_LINEAR: /* kaiming_uniform(a=√5) = U(±1/√fan_in) */
+    case INIT_LINEAR_BIAS:
+        bound = (float)(1.0 / sqrt((double)e->fan_in));
+        for (int64_t i = 0; i < e->numel; i++) x[i] = rng_uniform_range(rng, -bound, bound);
+        break;
+    }
+}
+
+void param_list_init_values(const param_list *l, uint64_t seed, bool xavier_matrices) {
+    tfm_rng rng;
+    rng_seed(&rng, seed);
+    for (size_t i = 0; i < l->count; i++) init_entry(&l->items[i], &rng, xavier_matrices);
 }

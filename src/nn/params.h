@@ -56,8 +56,13 @@ tfm_status param_list_total(const param_list *l, size_t *total);
 /* Point every slot into `block` (total floats), in list order. */
 void param_list_bind(const param_list *l, float *block);
 const param_entry *param_list_find(const param_list *l, const char *name);
+/* Initialise every entry by its rule (PyTorch's reset_parameters), drawn from seed;
+ * with xavier_matrices every tensor of 2+ dimensions is xavier_uniform instead (as
+ * nn.Transformer._reset_parameters and the Annotated Transformer do). */
+void param_list_init_values(const param_list *l, uint64_t seed, bool xavier_matrices);
 
-/* "prefix" + "name" + "." into out (PARAM_NAME_MAX); false if too long. */
+/* "prefix" + "name" + "." into out (PARAM_NAME_MAX); false if too long. An empty
+ * name gives just "prefix". */
 bool param_prefix(char *out, const char *prefix, const char *name);
 
 #endif

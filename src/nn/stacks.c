@@ -131,9 +131,13 @@ tfm_status decoder_backward(const stack_config *c, const decoder_params *p, deco
     return TFM_OK;
 }
 
-void transformer_describe(const transformer_config *c, transformer_params *p, param_list *l) {
-    encoder_describe(&c->encoder, &p->encoder, "encoder.", l);
-    decoder_describe(&c->decoder, &p->decoder, "decoder.", l);
+void transformer_describe(const transformer_config *c, transformer_params *p, const char *prefix,
+                          param_list *l) {
+    char pre[PARAM_NAME_MAX];
+    if (!param_prefix(pre, prefix, "encoder")) l->failed = true;
+    encoder_describe(&c->encoder, &p->encoder, pre, l);
+    if (!param_prefix(pre, prefix, "decoder")) l->failed = true;
+    decoder_describe(&c->decoder, &p->decoder, pre, l);
 }
 
 tfm_status transformer_forward(const transformer_config *c, const transformer_params *p,

@@ -67,7 +67,9 @@ typedef struct transformer_cache {
     float *memory; /* (N, S, E) the encoder's output */
 } transformer_cache;
 
-void transformer_describe(const transformer_config *c, transformer_params *p, param_list *l);
+/* Names "<prefix>encoder.…" and "<prefix>decoder.…". */
+void transformer_describe(const transformer_config *c, transformer_params *p, const char *prefix,
+                          param_list *l);
 /* out (N, L, E) from src (N, S, E) and tgt (N, L, E). */
 tfm_status transformer_forward(const transformer_config *c, const transformer_params *p,
                                tfm_ws *ws, float *out, const float *src, const float *tgt,

@@ -1,22 +1,29 @@
-/* demo.c — `tfm demo`: what `make demo` shows until training lands.
- *  1. Runs the shipped example Transformer (exported from PyTorch by
- *     scripts/export_pytorch.py) on its shipped inputs and compares with PyTorch's output.
- *  2. Builds nn.Transformer's default size (d_model 512, nhead 8, 6+6 layers, ff 2048)
- *     and times a forward pass on batch 8, src = tgt = 128.
+/* demo.c — `tfm demo`: what `make demo` shows.
+ *  1. Checks a small nn.Transformer exported from PyTorch (examples/data) against
+ *     PyTorch's output.
+ *  2. Trains a seq2seq Transformer from scratch on a built-in synthetic task — the
+ *     Annotated Transformer's copy task (sequences of 10 symbols from a vocabulary of
+ *     10), or their reversal — then decodes 1,000 fresh random sequences greedily and
+ *     prints examples and the exact-match accuracy.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "core/rng.h"
+#include "core/status.h"
 #include "io/forward_io.h"
-#include "tfm.h"
+#include "train/trainer.h"
 
 #ifndef TFM_SOURCE_DIR
 #define TFM_SOURCE_DIR "."
 #endif
+
+enum { SEQ_LEN = 10, SYMBOLS = 10 };
 
 static double now_sec(void) {
     struct timespec ts;
@@ -24,7 +31,8 @@ static double now_sec(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int run_example(const char *dir) {
+/* 1. The exported module against PyTorch's recorded output. */
+static int check_exported(const char *dir) {
     char model[1024], input[1024], expected[1024];
     snprintf(model, sizeof model, "%s/demo.model.safetensors", dir);
     snprintf(input, sizeof input, "%s/demo.input.safetensors", dir);
@@ -34,10 +42,12 @@ static int run_example(const char *dir) {
     forward_inputs fi = {0};
     float *want = NULL;
     const st_tensor *w;
+    tfm_outputs out;
     int rc = 1;
     if (tfm_module_load(model, &m) != TFM_OK || st_open(input, &fin) != TFM_OK ||
         st_open(expected, &fexp) != TFM_OK ||
-        forward_inputs_read(fin, tfm_module_config(m)->module, &fi) != TFM_OK) {
+        forward_inputs_read(fin, tfm_module_config(m)->module, &fi) != TFM_OK ||
+        tfm_forward(m, &fi.in, &out) != TFM_OK) {
         cli_fail("demo", "%s", tfm_last_error());
         goto done;
     }
@@ -46,36 +56,18 @@ static int run_example(const char *dir) {
         cli_fail("demo", "%s: no readable 'output'", expected);
         goto done;
     }
-    const tfm_config *c = tfm_module_config(m);
-    const tfm_inputs *in = &fi.in;
-    printf("1. An nn.Transformer exported from PyTorch %s by scripts/export_pytorch.py\n",
-           st_meta(fexp, "torch_version") ? st_meta(fexp, "torch_version") : "");
-    printf("   d_model %lld, nhead %lld, %lld+%lld layers, ff %lld, %s; src (%lld, %lld, %lld), "
-           "tgt (%lld, %lld, %lld)%s\n",
-           (long long)c->d_model, (long long)c->nhead, (long long)c->num_encoder_layers,
-           (long long)c->num_decoder_layers, (long long)c->dim_feedforward,
-           c->activation == TFM_GELU ? "gelu" : "relu", (long long)in->src.shape[0],
-           (long long)in->src.shape[1], (long long)in->src.shape[2], (long long)in->tgt.shape[0],
-           (long long)in->tgt.shape[1], (long long)in->tgt.shape[2],
-           in->tgt_mask.data ? ", causal tgt_mask" : "");
-    tfm_outputs out;
-    double t[2];
-    for (int r = 0; r < 2; r++) { /* the first call also sizes the workspace */
-        double t0 = now_sec();
-        if (tfm_forward(m, in, &out) != TFM_OK) {
-            cli_fail("demo", "%s", tfm_last_error());
-            goto done;
-        }
-        t[r] = now_sec() - t0;
-    }
     double maxdiff = 0, maxabs = 0;
     const float *y = out.output.data;
     for (int64_t i = 0; i < w->numel; i++) {
         maxdiff = fmax(maxdiff, fabs((double)y[i] - want[i]));
         maxabs = fmax(maxabs, fabs((double)want[i]));
     }
-    printf("   forward %.2f ms (first call %.2f ms); max |tfm - PyTorch| = %.2g, outputs up to %.2g\n",
-           1e3 * t[1], 1e3 * t[0], maxdiff, maxabs);
+    const tfm_config *c = tfm_module_config(m);
+    printf("1. nn.Transformer(d_model=%lld, nhead=%lld, %lld+%lld layers) exported from PyTorch %s:\n"
+           "   tfm's output differs from PyTorch's by at most %.1e (outputs up to %.1f)\n\n",
+           (long long)c->d_model, (long long)c->nhead, (long long)c->num_encoder_layers,
+           (long long)c->num_decoder_layers,
+           st_meta(fexp, "torch_version") ? st_meta(fexp, "torch_version") : "", maxdiff, maxabs);
     rc = maxdiff <= 1e-4 * fmax(1.0, maxabs) ? 0 : cli_fail("demo", "output differs from PyTorch");
 done:
     free(want);
@@ -86,77 +78,132 @@ done:
     return rc;
 }
 
-/* Multiply-adds ×2 of the matrix products of one nn.Transformer forward. */
-static double transformer_flops(double N, double S, double L, double E, double F, double le,
-                                double ld) {
-    double enc = 2 * N * S * E * 3 * E + 4 * N * S * S * E + 2 * N * S * E * E + 4 * N * S * E * F;
-    double dec = 2 * N * L * E * 3 * E + 4 * N * L * L * E + 2 * N * L * E * E   /* self */
-                 + 2 * N * L * E * E + 4 * N * S * E * E + 4 * N * L * S * E + 2 * N * L * E * E
-                 + 4 * N * L * E * F;
-    return le * enc + ld * dec;
+/* n lines "source<TAB>target\n" of the task, from rng. */
+static char *make_pairs(tfm_rng *rng, size_t n, bool reverse, size_t *len) {
+    char *buf = malloc(n * (2 * SEQ_LEN + 2));
+    if (!buf) return NULL;
+    char *p = buf;
+    for (size_t i = 0; i < n; i++) {
+        char s[SEQ_LEN];
+        for (int j = 0; j < SEQ_LEN; j++) s[j] = (char)('0' + rng_next(rng) % SYMBOLS);
+        memcpy(p, s, SEQ_LEN);
+        p += SEQ_LEN;
+        *p++ = '\t';
+        for (int j = 0; j < SEQ_LEN; j++) *p++ = reverse ? s[SEQ_LEN - 1 - j] : s[j];
+        *p++ = '\n';
+    }
+    *len = (size_t)(p - buf);
+    return buf;
 }
 
-static int time_default(void) {
-    tfm_config c;
-    tfm_config_default(&c, TFM_TRANSFORMER);
-    c.batch_first = true;
-    const int64_t N = 8, S = 128, L = 128, E = c.d_model;
-    tfm_module *m = NULL;
-    if (tfm_module_create(&c, 42, &m) != TFM_OK) return cli_fail("demo", "%s", tfm_last_error());
-    float *src = malloc((size_t)(N * S * E) * sizeof(float));
-    float *tgt = malloc((size_t)(N * L * E) * sizeof(float));
-    float *mask = malloc((size_t)(L * L) * sizeof(float));
+static tfm_status task_dataset(tfm_rng *rng, size_t n, bool reverse, const char *label, tsv_dataset *d) {
+    size_t len;
+    char *text = make_pairs(rng, n, reverse, &len);
+    if (!text) return tfm_error(TFM_ERR_NOMEM, "demo: out of memory");
+    tfm_status st = tsv_read_memory(text, len, label, NULL, d);
+    free(text);
+    return st;
+}
+
+/* Decode the test set, print a few examples, return the exact-match fraction. */
+static tfm_status test_accuracy(seq2seq *m, const tsv_dataset *test, double *exact) {
+    double loss;
+    TFM_TRY(evaluate(m, test, 0, 0.0f, exact, &loss));
+    const uint8_t *srcs[6];
+    size_t lens[6];
+    char *outs[6];
+    for (size_t i = 0; i < 6; i++) srcs[i] = tsv_src(test, i, &lens[i]);
+    TFM_TRY(translate_batch(m, srcs, lens, 6, outs));
+    for (size_t i = 0; i < 6; i++) {
+        size_t tl;
+        const uint8_t *t = tsv_tgt(test, i, &tl);
+        bool ok = strlen(outs[i]) == tl && !memcmp(outs[i], t, tl);
+        printf("   %.*s -> %s  %s\n", (int)lens[i], (const char *)srcs[i], outs[i], ok ? "ok" : "WRONG");
+        free(outs[i]);
+    }
+    return TFM_OK;
+}
+
+static int train_task(bool reverse, int64_t steps, uint64_t seed, bool quiet) {
+    train_options o;
+    train_options_default(&o);
+    o.model.d_model = 64, o.model.nhead = 4, o.model.dim_feedforward = 256;
+    o.model.num_encoder_layers = o.model.num_decoder_layers = 2;
+    o.model.dropout = 0.0f, o.model.max_len = 32;
+    o.batch_size = 64, o.bucket = 0;
+    o.steps = steps, o.warmup = 100, o.lr = 2e-3, o.seed = seed;
+    o.label_smoothing = 0.0f;
+    tfm_rng rng;
+    rng_seed(&rng, seed);
+    tsv_dataset train = {0}, valid = {0}, test = {0};
+    seq2seq m = {0};
+    optimizer *opt = NULL;
+    train_progress p = {0};
     int rc = 1;
-    if (!src || !tgt || !mask) {
-        cli_fail("demo", "out of memory");
+    tfm_rng test_rng;
+    rng_seed(&test_rng, seed ^ 0x5eed5eed5eedULL); /* fresh sequences, never trained on */
+    if (task_dataset(&rng, 100000, reverse, "train", &train) ||
+        task_dataset(&rng, 200, reverse, "valid", &valid) ||
+        task_dataset(&test_rng, 1000, reverse, "test", &test) || seq2seq_create(&m, &o.model) ||
+        optim_create(&o.optim, m.num_floats, &opt)) {
+        cli_fail("demo", "%s", tfm_last_error());
         goto done;
     }
-    for (int64_t i = 0; i < N * S * E; i++) src[i] = sinf(0.01f * (float)i);
-    for (int64_t i = 0; i < N * L * E; i++) tgt[i] = cosf(0.01f * (float)i);
-    tfm_generate_square_subsequent_mask(L, mask);
-    tfm_inputs in;
-    tfm_inputs_init(&in);
-    in.src = (tfm_tensor){src, TFM_F32, 3, {N, S, E}};
-    in.tgt = (tfm_tensor){tgt, TFM_F32, 3, {N, L, E}};
-    in.tgt_mask = (tfm_tensor){mask, TFM_F32, 2, {L, L}};
-    tfm_outputs out;
-    double times[5];
-    for (int r = 0; r < 6; r++) { /* the first run sizes the workspace */
-        double t0 = now_sec();
-        if (tfm_forward(m, &in, &out) != TFM_OK) {
-            cli_fail("demo", "%s", tfm_last_error());
-            goto done;
-        }
-        if (r > 0) times[r - 1] = now_sec() - t0;
+    printf("2. Training a Transformer from scratch on the %s task: sequences of %d symbols from a\n"
+           "   vocabulary of %d (bytes '0'..'9'), d_model %lld, %lld heads, %lld+%lld layers, %zu\n"
+           "   parameters, Adam, batch %zu, %lld steps\n",
+           reverse ? "reverse" : "copy", SEQ_LEN, SYMBOLS, (long long)o.model.d_model,
+           (long long)o.model.nhead, (long long)o.model.num_encoder_layers,
+           (long long)o.model.num_decoder_layers, m.num_floats, o.batch_size, (long long)o.steps);
+    train_io io = {.eval_every = steps / 4 > 0 ? steps / 4 : 1, .valid_decode_max = 200,
+                   .progress = !quiet && isatty(fileno(stderr)) ? stderr : NULL,
+                   .report = quiet ? NULL : stdout};
+    double t0 = now_sec();
+    if (train_run(&o, &io, &train, &valid, &m, opt, &p)) {
+        cli_fail("demo", "%s", tfm_last_error());
+        goto done;
     }
-    for (int i = 0; i < 5; i++) /* median of 5 */
-        for (int j = i + 1; j < 5; j++)
-            if (times[j] < times[i]) {
-                double t = times[i];
-                times[i] = times[j], times[j] = t;
-            }
-    double flops = transformer_flops(N, S, L, E, c.dim_feedforward, 6, 6);
-    printf("2. nn.Transformer default size (d_model 512, nhead 8, 6+6 layers, ff 2048), random init,\n"
-           "   batch 8, src = tgt = 128, causal tgt_mask: forward %.1f ms (median of 5), %.1f GFLOP/s\n",
-           1e3 * times[2], flops / times[2] * 1e-9);
-    rc = 0;
+    double t1 = now_sec(), exact;
+    printf("   trained in %.0f s. Greedy decoding of 1,000 fresh random sequences:\n", t1 - t0);
+    if (test_accuracy(&m, &test, &exact)) {
+        cli_fail("demo", "%s", tfm_last_error());
+        goto done;
+    }
+    printf("   exact match: %.1f%% of 1,000 (%s the 99%% goal)\n", 100 * exact,
+           exact >= 0.99 ? "meets" : "MISSES");
+    rc = exact >= 0.99 ? 0 : 1;
 done:
-    free(src);
-    free(tgt);
-    free(mask);
-    tfm_module_free(m);
+    optim_free(opt);
+    seq2seq_free(&m);
+    tsv_free(&train);
+    tsv_free(&valid);
+    tsv_free(&test);
     return rc;
 }
 
 int cmd_demo(int argc, char **argv) {
     const char *dir = TFM_SOURCE_DIR "/examples/data";
+    bool reverse = false, quiet = false;
+    int64_t steps = 1500;
+    uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--data") && i + 1 < argc)
-            dir = argv[++i];
+        const char *f = argv[i];
+        if (!strcmp(f, "--quiet")) quiet = true;
+        else if (i + 1 >= argc) return cli_fail("demo", "%s needs a value", f);
+        else if (!strcmp(f, "--data")) dir = argv[++i];
+        else if (!strcmp(f, "--task")) {
+            const char *t = argv[++i];
+            if (strcmp(t, "copy") && strcmp(t, "reverse")) return cli_fail("demo", "--task: copy or reverse");
+            reverse = !strcmp(t, "reverse");
+        } else if (!strcmp(f, "--steps")) steps = strtoll(argv[++i], NULL, 10);
+        else if (!strcmp(f, "--seed")) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(f, "--threads")) tfm_set_num_threads(atoi(argv[++i]));
         else
-            return cli_fail("demo", "unknown option '%s' (usage: tfm demo [--data DIR])", argv[i]);
+            return cli_fail("demo", "unknown option '%s' (usage: tfm demo [--task copy|reverse] "
+                                    "[--steps N] [--seed S] [--threads N] [--data DIR] [--quiet])", f);
     }
-    int rc = run_example(dir);
+    if (steps < 1) return cli_fail("demo", "--steps must be >= 1");
+    int rc = check_exported(dir);
     if (rc) return rc;
-    return time_default();
+    return train_task(reverse, steps, seed, quiet);
 }

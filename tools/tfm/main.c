@@ -21,7 +21,12 @@ static void usage(FILE *f) {
             "commands:\n"
             "  forward --model M.safetensors --input IN.safetensors --output OUT.safetensors\n"
             "          run a PyTorch module exported to safetensors on the inputs in IN\n"
-            "  demo    run the shipped example Transformer and time nn.Transformer's default size\n");
+            "  train --train PAIRS.tsv [--valid PAIRS.tsv] --out MODEL.safetensors [options]\n"
+            "          train a byte-level seq2seq Transformer on source<TAB>target lines\n"
+            "  translate --model MODEL.safetensors [--input FILE] [--batch B]\n"
+            "          greedy-decode one output line per input line\n"
+            "  demo [--task copy|reverse] [--steps N]\n"
+            "          check an exported PyTorch model, then train the copy task and test it\n");
 }
 
 int main(int argc, char **argv) {
@@ -31,6 +36,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "forward")) return cmd_forward(argc - 1, argv + 1);
     if (!strcmp(argv[1], "demo")) return cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "translate")) return cmd_translate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
