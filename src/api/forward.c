@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/module.h"
+#include "core/rng.h"
 #include "core/status.h"
 #include "nn/train_ctx.h"
 
@@ -339,7 +340,7 @@ tfm_status tfm_forward_train(tfm_module *m, const tfm_inputs *in, tfm_outputs *o
     TFM_TRY(ws_begin(&m->ws));
     TFM_TRY(ws_begin(&m->act));
     train_ctx tc = {.act = &m->act, .dropout = m->training ? (float)m->cfg.dropout : 0.0f,
-                    .seed = m->seed ^ (++m->calls * 0x9e3779b97f4a7c15ULL)};
+                    .seed = rng_derive(m->seed, ++m->calls)};
     call cl = {.m = m, .edge = &m->act, .tc = &tc, .rec = &m->rec};
     tfm_status st = run_forward(&cl, in, out);
     if (st != TFM_OK) {

@@ -15,14 +15,25 @@ float rng_uniform(tfm_rng *r);                  /* [0, 1) with 24 random bits */
 float rng_uniform_range(tfm_rng *r, float lo, float hi);
 float rng_normal(tfm_rng *r);                   /* N(0, 1), Box–Muller */
 
-/* A counter-based uniform in [0, 1): the same (seed, index) always gives the same
- * number, so a dropout mask can be recomputed in backward instead of stored, and does
- * not depend on which thread draws it. */
-static inline float rng_hash_uniform(uint64_t seed, uint64_t index) {
-    uint64_t z = seed ^ (index * 0x9e3779b97f4a7c15ULL);
+/* splitmix64's finaliser: a bijective scramble of 64 bits. */
+static inline uint64_t rng_mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
+    return z ^ (z >> 31);
+}
+
+/* A seed for sub-stream `i` of `seed` (a forward pass of a run, a dropout site of a
+ * pass): scrambled, so that sub-streams and their elements do not line up. */
+static inline uint64_t rng_derive(uint64_t seed, uint64_t i) {
+    return rng_mix64(seed ^ rng_mix64(i + 0x632be59bd9b4e019ULL));
+}
+
+/* A counter-based uniform in [0, 1) (splitmix64 in counter mode): the same (seed,
+ * index) always gives the same number, so a dropout mask can be recomputed in backward
+ * instead of stored, and does not depend on which thread draws it. Seeds should come
+ * from rng_derive. */
+static inline float rng_hash_uniform(uint64_t seed, uint64_t index) {
+    uint64_t z = rng_mix64(seed + index * 0x9e3779b97f4a7c15ULL);
     return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "core/status.h"
 #include "kernels/elementwise.h"
 #include "model/embedding.h"
@@ -153,7 +154,7 @@ static tfm_status step(seq2seq *m, const seq2seq_batch *b, float eps, bool train
     TFM_TRY(ws_begin(&m->ws));
     TFM_TRY(ws_begin(&m->act));
     train_ctx tc = {.act = &m->act, .dropout = train ? m->cfg.dropout : 0.0f,
-                    .seed = m->dropout_seed ^ (stepno * 0x9e3779b97f4a7c15ULL)};
+                    .seed = rng_derive(m->dropout_seed, stepno)};
     float *xs = ws_floats(&m->act, (size_t)(N * S * E)), *xt = ws_floats(&m->act, (size_t)(R * E));
     float *y = ws_floats(&m->act, (size_t)(R * E));
     float *src_kpm = pad_bias(&m->act, b->src_pad, N, S), *tgt_kpm = pad_bias(&m->act, b->tgt_pad, N, L);

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "core/rng.h"
 #include "core/workspace.h"
 
 typedef struct train_ctx {
@@ -25,7 +26,7 @@ typedef struct train_ctx {
 static inline uint64_t train_next_stream(train_ctx *t) {
     if (!t || t->dropout <= 0.0f) return 0;
     t->streams++;
-    return t->seed ^ (t->streams * 0xd1b54a32d192ed03ULL);
+    return rng_derive(t->seed, t->streams);
 }
 
 /* Allocate saved activations: from the activation arena when training, else from the

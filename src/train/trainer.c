@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/rng.h"
 #include "core/status.h"
 #include "train/tokenizer.h"
 
@@ -177,7 +178,7 @@ tfm_status train_run(const train_options *o, const train_io *io, const tsv_datas
     schedule sched;
     TFM_TRY(make_schedule(o, &sched));
     if (p->step == 0) seq2seq_init(m, o->seed);
-    m->dropout_seed = o->seed * 0x2545f4914f6cdd1dULL + 1;
+    m->dropout_seed = rng_derive(o->seed, 0xd20b);
     batcher b;
     batcher_config bc = {.batch_size = o->batch_size, .max_tokens = o->max_tokens, .bucket = o->bucket};
     TFM_TRY(batcher_init(&b, train, &bc, o->seed));
