@@ -184,7 +184,7 @@ done:
 int cmd_demo(int argc, char **argv) {
     const char *dir = TFM_SOURCE_DIR "/examples/data";
     bool reverse = false, quiet = false;
-    int64_t steps = 1500;
+    int64_t steps = 800;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
