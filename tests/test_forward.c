@@ -115,7 +115,7 @@ static bool compare_files(const st_file *got, const st_file *exp, const fixture_
 /* Run `tfm forward` on a case (with --grad-output when grad) and compare its output
  * file with the expected file(s). */
 static void run_cli_case(const fixture_case *c, bool grad) {
-    char model[1024], input[1024], dy[1024], output[1024], cmd[4096], name[256];
+    char model[1024], input[1024], dy[1024], output[1024], cmd[8192], name[256];
     snprintf(name, sizeof name, "%s.model.safetensors", c->name);
     fixture_path(model, sizeof model, name);
     snprintf(name, sizeof name, "%s.input.safetensors", c->name);
