@@ -44,17 +44,28 @@ void tfm_gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
 }
 
 #ifdef TFM_HAVE_CBLAS
+/* OpenBLAS splits a long K differently in its one-thread and its threaded drivers
+ * (e.g. K = 600: 304 + 296 against 300 + 300), so the sums would round differently
+ * with the thread count. Feeding it K in chunks no larger than any of its K blocks keeps
+ * every element's summation order fixed: results do not depend on the thread count. */
+#define TFM_GEMM_KC 256
+
 /* CBLAS takes int dimensions: split M when it is larger (N and K are model widths). */
 static void gemm_cblas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc) {
     const int64_t step = INT_MAX / 2;
     for (int64_t m0 = 0; m0 < M; m0 += step) {
-        int64_t m = M - m0 < step ? M - m0 : step;
-        const float *a = trans_a ? A + m0 : A + m0 * lda;
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)N, (int)K, alpha, a,
-                    (int)lda, B, (int)ldb, beta, C + m0 * ldc, (int)ldc);
+        const int64_t m = M - m0 < step ? M - m0 : step;
+        for (int64_t k0 = 0; k0 < K; k0 += TFM_GEMM_KC) {
+            const int64_t k = K - k0 < TFM_GEMM_KC ? K - k0 : TFM_GEMM_KC;
+            /* op(A)[m0:, k0:] and op(B)[k0:, :] */
+            const float *a = trans_a ? A + k0 * lda + m0 : A + m0 * lda + k0;
+            const float *b = trans_b ? B + k0 : B + k0 * ldb;
+            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                        trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)N, (int)k, alpha, a,
+                        (int)lda, b, (int)ldb, k0 == 0 ? beta : 1.0f, C + m0 * ldc, (int)ldc);
+        }
     }
 }
 #endif
