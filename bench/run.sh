@@ -53,7 +53,7 @@ gemm_backend="portable C fallback (TFM_BLAS=none)"
 if [ "$tfm_blas" != none ]; then
     gemm_backend="CBLAS ($tfm_blas)"
     if [ "$tfm_blas" = openblas ] && cmake --build "$BUILD" --target openblas_probe >/dev/null 2>&1; then
-        gemm_backend="$gemm_backend: $("$BUILD/openblas_probe")"
+        gemm_backend="$gemm_backend: $("$BUILD/bench/openblas_probe")"
     fi
 fi
 
@@ -89,7 +89,7 @@ fi
 
 # The cases: those given with --case, else all that bench_tfm knows.
 if [ ${#cases[@]} -eq 0 ]; then
-    mapfile -t names < <("$BUILD/bench_tfm" --list)
+    mapfile -t names < <("$BUILD/bench/bench_tfm" --list)
 else
     names=()
     for ((i = 1; i < ${#cases[@]}; i += 2)); do names+=("${cases[i]}"); done
@@ -124,7 +124,7 @@ tfm_rc=0
 for c in "${names[@]}"; do
     idle=$(idle_pct)
     [ "$idle" -ge 75 ] || busy="$busy $c (idle $idle%)"
-    run_one bench_tfm "$tmp/tfm.txt" "$BUILD/bench_tfm" --min-time "$min_time" \
+    run_one bench_tfm "$tmp/tfm.txt" "$BUILD/bench/bench_tfm" --min-time "$min_time" \
         --min-reps "$min_reps" --case "$c" || tfm_rc=1
     if [ "$have_torch" = 1 ]; then
         run_one bench_torch.py "$tmp/torch.txt" "$PYTHON" bench/bench_torch.py \
