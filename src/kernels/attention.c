@@ -44,6 +44,14 @@ static inline void row_times(float *s, const float *ai, const float *bT, int64_t
     }
 }
 
+/* Where batch n's keys and values start. */
+static inline const float *k_of(const attn_args *a, int64_t n) {
+    return a->k + n * (a->kbs ? a->kbs : a->S) * a->ldk;
+}
+static inline const float *v_of(const attn_args *a, int64_t n) {
+    return a->v + n * (a->vbs ? a->vbs : a->S) * a->ldv;
+}
+
 /* Scores of query row i: q_i·k_j / √D + bias. */
 static inline void scores(float *s, const attn_args *a, const float *kT, int64_t n, int64_t h,
                           int64_t i, float scale) {
@@ -107,7 +115,7 @@ static void forward_rows(const attn_args *a, float *out, int64_t ldo, float *wei
                          const float *kT, int64_t n, int64_t h, int64_t i0, int64_t i1,
                          float scale, float *s) {
     const int64_t S = a->S, D = a->D, H = a->H, L = a->L;
-    const float *vb = a->v + n * S * a->ldv + h * D;
+    const float *vb = v_of(a, n) + h * D;
     for (int64_t i = i0; i < i1; i++) {
         scores(s, a, kT, n, h, i, scale);
         float l = softmax_row(s, S);
@@ -140,7 +148,7 @@ tfm_status attention_forward(const attn_args *a, float *out, int64_t ldo, float 
         for (int64_t it = 0; it < items; it++) {
             const int64_t nh = it / nqb, qb = it % nqb, n = nh / H, h = nh % H;
             if (nh != last_nh) {
-                transpose_head(kT, a->k + n * S * a->ldk + h * D, a->ldk, S, D);
+                transpose_head(kT, k_of(a, n) + h * D, a->ldk, S, D);
                 last_nh = nh;
             }
             const int64_t i0 = qb * ATT_BQ, i1 = i0 + ATT_BQ < L ? i0 + ATT_BQ : L;
@@ -158,7 +166,7 @@ static void backward_head(const attn_args *a, const float *lse, const float *dou
                           int64_t lddv, const float *kT, const float *vT, int64_t n, int64_t h,
                           float scale, float *p, float *dp) {
     const int64_t S = a->S, D = a->D, H = a->H, L = a->L;
-    const float *kb = a->k + n * S * a->ldk + h * D;
+    const float *kb = k_of(a, n) + h * D;
     float *dkb = dk + n * S * lddk + h * D, *dvb = dv + n * S * lddv + h * D;
     for (int64_t i = 0; i < L; i++) {
         const float l = lse[(n * H + h) * L + i];
@@ -215,8 +223,8 @@ tfm_status attention_backward(const attn_args *a, const float *lse, const float 
 #pragma omp for schedule(static)
         for (int64_t nh = 0; nh < N * H; nh++) {
             const int64_t n = nh / H, h = nh % H;
-            transpose_head(kT, a->k + n * S * a->ldk + h * D, a->ldk, S, D);
-            transpose_head(vT, a->v + n * S * a->ldv + h * D, a->ldv, S, D);
+            transpose_head(kT, k_of(a, n) + h * D, a->ldk, S, D);
+            transpose_head(vT, v_of(a, n) + h * D, a->ldv, S, D);
             backward_head(a, lse, dout, lddo, dq, lddq, dk, lddk, dv, lddv, kT, vT, n, h, scale, p,
                           dp);
         }

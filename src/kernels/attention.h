@@ -28,8 +28,10 @@ typedef struct attn_bias {
 typedef struct attn_args {
     int64_t N, H, L, S, D;
     const float *q; int64_t ldq; /* (N, L, ldq) */
-    const float *k; int64_t ldk; /* (N, S, ldk) */
-    const float *v; int64_t ldv; /* (N, S, ldv) */
+    const float *k; int64_t ldk; /* (N, S, ldk), or rows kbs apart per batch */
+    const float *v; int64_t ldv; /* (N, S, ldv), or rows vbs apart per batch */
+    int64_t kbs, vbs;            /* batch strides in rows of K and V; 0 = S (contiguous) —
+                                    a KV cache holds S of its T rows per batch */
     const attn_bias *bias;       /* or NULL */
     float dropout;               /* probability of zeroing a weight; 0 = none */
     uint64_t dropout_seed;       /* element (n, h, i, j) uses index ((n·H + h)·L + i)·S + j */

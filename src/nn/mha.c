@@ -242,3 +242,83 @@ tfm_status mha_backward(const mha_config *c, const mha_params *p, mha_params *g,
     ws_release(ws, mark);
     return st;
 }
+
+/* ---- incremental decoding ---- */
+
+static tfm_status need_packed(const mha_config *c) {
+    if (!mha_packed(c) || c->add_bias_kv || c->add_zero_attn)
+        return tfm_error(TFM_ERR_UNSUPPORTED,
+                         "incremental decoding needs packed projections without bias_kv/zero_attn");
+    return TFM_OK;
+}
+
+tfm_status mha_project_kv(const mha_config *c, const mha_params *p, float *K, float *V,
+                          const float *memory, int64_t N, int64_t S) {
+    TFM_TRY(need_packed(c));
+    float *w, *b;
+    mha_proj(c, p, 1, &w, &b);
+    linear_forward(K, c->embed_dim, memory, c->embed_dim, w, b, N * S, c->embed_dim, c->embed_dim);
+    mha_proj(c, p, 2, &w, &b);
+    linear_forward(V, c->embed_dim, memory, c->embed_dim, w, b, N * S, c->embed_dim, c->embed_dim);
+    return TFM_OK;
+}
+
+/* out (N, E) = out_proj(attention of q (N, ldq) per a). weights: see mha_cross_step. */
+static tfm_status attend_rows(const mha_config *c, const mha_params *p, tfm_ws *ws, float *out,
+                              float *weights, attn_args *a) {
+    const int64_t E = c->embed_dim, N = a->N, H = a->H, S = a->S;
+    ws_mark_t mark = ws_mark(ws);
+    float *heads = ws_floats(ws, (size_t)(N * E));
+    float *wh = weights ? ws_floats(ws, (size_t)(N * H * S)) : NULL;
+    if (!heads || (weights && !wh)) {
+        ws_release(ws, mark);
+        return tfm_error(TFM_ERR_NOMEM, "MultiheadAttention step: out of memory");
+    }
+    tfm_status st = attention_forward(a, heads, E, wh, NULL, ws);
+    if (st == TFM_OK) {
+        linear_forward(out, E, heads, E, p->out_proj_weight, p->out_proj_bias, N, E, E);
+        if (weights) average_heads(weights, wh, N, H, S);
+    }
+    ws_release(ws, mark);
+    return st;
+}
+
+tfm_status mha_self_step(const mha_config *c, const mha_params *p, tfm_ws *ws, float *out,
+                         const float *x, float *kcache, float *vcache, int64_t N, int64_t T,
+                         int64_t t) {
+    TFM_TRY(need_packed(c));
+    const int64_t E = c->embed_dim;
+    ws_mark_t mark = ws_mark(ws);
+    float *qkv = ws_floats(ws, (size_t)(N * 3 * E)); /* (N, 3E) */
+    if (!qkv) return tfm_error(TFM_ERR_NOMEM, "MultiheadAttention step: out of memory");
+    linear_forward(qkv, 3 * E, x, E, p->in_proj_weight, p->in_proj_bias, N, E, 3 * E);
+    for (int64_t n = 0; n < N; n++) {
+        memcpy(kcache + (n * T + t) * E, qkv + n * 3 * E + E, (size_t)E * sizeof(float));
+        memcpy(vcache + (n * T + t) * E, qkv + n * 3 * E + 2 * E, (size_t)E * sizeof(float));
+    }
+    attn_args a = {.N = N, .H = c->num_heads, .L = 1, .S = t + 1, .D = E / c->num_heads,
+                   .q = qkv, .ldq = 3 * E, .k = kcache, .ldk = E, .v = vcache, .ldv = E,
+                   .kbs = T, .vbs = T};
+    tfm_status st = attend_rows(c, p, ws, out, NULL, &a);
+    ws_release(ws, mark);
+    return st;
+}
+
+tfm_status mha_cross_step(const mha_config *c, const mha_params *p, tfm_ws *ws, float *out,
+                          float *weights, const float *x, const float *K, const float *V,
+                          int64_t N, int64_t S, const float *kpm) {
+    TFM_TRY(need_packed(c));
+    const int64_t E = c->embed_dim;
+    ws_mark_t mark = ws_mark(ws);
+    float *q = ws_floats(ws, (size_t)(N * E));
+    if (!q) return tfm_error(TFM_ERR_NOMEM, "MultiheadAttention step: out of memory");
+    float *w, *b;
+    mha_proj(c, p, 0, &w, &b);
+    linear_forward(q, E, x, E, w, b, N, E, E);
+    attn_bias bias = {.key_padding = kpm, .masked_cols = S};
+    attn_args a = {.N = N, .H = c->num_heads, .L = 1, .S = S, .D = E / c->num_heads, .q = q,
+                   .ldq = E, .k = K, .ldk = E, .v = V, .ldv = E, .bias = kpm ? &bias : NULL};
+    tfm_status st = attend_rows(c, p, ws, out, weights, &a);
+    ws_release(ws, mark);
+    return st;
+}

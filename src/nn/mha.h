@@ -67,4 +67,22 @@ tfm_status mha_backward(const mha_config *c, const mha_params *p, mha_params *g,
                         const mha_cache *cache, tfm_ws *ws, const float *dout, float *dquery,
                         float *dkey, float *dvalue);
 
+/* ---- incremental decoding (packed projections, no bias_kv / zero_attn) ---- */
+
+/* K, V (N, S, E): the key and value projections of memory (N, S, E), computed once
+ * for a decoder's cross-attention. */
+tfm_status mha_project_kv(const mha_config *c, const mha_params *p, float *K, float *V,
+                          const float *memory, int64_t N, int64_t S);
+/* Self-attention of one new token per row: x (N, E) is token t of each row; its key and
+ * value go to row t of kcache, vcache (N, T, E); it attends to rows 0 … t (causal by
+ * construction). out (N, E). */
+tfm_status mha_self_step(const mha_config *c, const mha_params *p, tfm_ws *ws, float *out,
+                         const float *x, float *kcache, float *vcache, int64_t N, int64_t T,
+                         int64_t t);
+/* Cross-attention of one query row per batch to K, V (N, S, E) from mha_project_kv.
+ * kpm (N, S) additive or NULL; weights (N, S) heads averaged, or NULL. out (N, E). */
+tfm_status mha_cross_step(const mha_config *c, const mha_params *p, tfm_ws *ws, float *out,
+                          float *weights, const float *x, const float *K, const float *V,
+                          int64_t N, int64_t S, const float *kpm);
+
 #endif
