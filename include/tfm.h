@@ -174,6 +174,30 @@ void tfm_zero_grad(tfm_module *m);
  * after the first tfm_forward_train. */
 tfm_status tfm_module_grad(const tfm_module *m, size_t i, const char **name, tfm_tensor *view);
 
+/* ---- seq2seq models trained by `tfm train`: step-by-step decoding ---------------
+ * Tokens are bytes: PAD 0, BOS 1, EOS 2, byte b is 3 + b (vocabulary 259). */
+enum { TFM_TOKEN_PAD = 0, TFM_TOKEN_BOS = 1, TFM_TOKEN_EOS = 2, TFM_TOKEN_BYTE0 = 3 };
+
+typedef struct tfm_translator tfm_translator;
+tfm_status tfm_translator_load(const char *path, tfm_translator **out);
+void tfm_translator_free(tfm_translator *t);
+int64_t tfm_translator_vocab(const tfm_translator *t);
+/* The longest source, and the most tokens a decoder can be fed (BOS included). */
+int64_t tfm_translator_max_len(const tfm_translator *t);
+
+/* A decoding in progress, one row per source, with a key/value cache: each step costs
+ * one token's worth of work, not the whole prefix's. */
+typedef struct tfm_decoder tfm_decoder;
+/* Encode n sources (sources[i]: lens[i] bytes) once; rows start empty. */
+tfm_status tfm_decoder_start(tfm_translator *t, const char *const *sources, const size_t *lens,
+                             int64_t n, tfm_decoder **out);
+/* Feed one token per row (TFM_TOKEN_BOS first) and get logprobs (n, vocab): the
+ * log-probabilities of each row's next token. */
+tfm_status tfm_decoder_step(tfm_decoder *d, const int32_t *tokens, float *logprobs);
+/* Row r takes over the state of row rows[r] (for beam search bookkeeping). */
+tfm_status tfm_decoder_reorder(tfm_decoder *d, const int32_t *rows);
+void tfm_decoder_free(tfm_decoder *d);
+
 /* nn.Transformer.generate_square_subsequent_mask: out (sz, sz), 0 on and below the
  * diagonal, -inf above. */
 tfm_status tfm_generate_square_subsequent_mask(int64_t sz, float *out);
