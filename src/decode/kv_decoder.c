@@ -54,9 +54,12 @@ tfm_status kv_decoder_start(kv_decoder *d, seq2seq *m, const int32_t *src, const
     if (S > m->cfg.max_len)
         return tfm_error(TFM_ERR_SHAPE, "decoder: a source of %lld tokens is longer than max_len %lld",
                          (long long)S, (long long)m->cfg.max_len);
+    if (record_attn && no_cache)
+        return tfm_error(TFM_ERR_UNSUPPORTED,
+                         "decoder: attention maps are recorded by the cached decoder only (drop no_cache)");
     if (max_steps > m->cfg.max_len) max_steps = m->cfg.max_len; /* positions end there */
     const int64_t E = m->cfg.d_model, Ly = m->tr_cfg.decoder.num_layers, R = n * repeat, T = max_steps;
-    d->m = m, d->R = R, d->S = S, d->T = T, d->no_cache = no_cache;
+    d->m = m, d->R = R, d->S = S, d->T = T, d->no_cache = no_cache, d->repeat = repeat;
     /* one block: cross K/V, self K/V, kpm, attention record, prefix, memory */
     size_t cross = mul(mul((size_t)Ly, (size_t)R), mul((size_t)S, (size_t)E));
     size_t self = no_cache ? 0 : mul(mul((size_t)Ly, (size_t)R), mul((size_t)T, (size_t)E));
@@ -189,18 +192,27 @@ tfm_status kv_decoder_step(kv_decoder *d, const int32_t *tokens, float *logp) {
     return TFM_OK;
 }
 
-/* Rows of a (Ly, R, rows_each, width) array: row r ← row parents[r], within each layer. */
+/* Rows of a (Ly, R, row) array: row r ← row parents[r], within each layer; only the
+ * first `used` floats of each row (of row_floats) are moved. */
 static tfm_status gather(tfm_ws *ws, float *x, const int32_t *parents, int64_t Ly, int64_t R,
-                         size_t row_floats) {
-    float *tmp = ws_floats(ws, (size_t)R * row_floats);
+                         size_t row_floats, size_t used) {
+    float *tmp = ws_floats(ws, (size_t)R * used);
     if (!tmp) return tfm_error(TFM_ERR_NOMEM, "decoder: out of memory");
     for (int64_t l = 0; l < Ly; l++) {
         float *base = x + (size_t)(l * R) * row_floats;
-        memcpy(tmp, base, (size_t)R * row_floats * sizeof(float));
+        for (int64_t r = 0; r < R; r++) memcpy(tmp + (size_t)r * used, base + (size_t)r * row_floats, used * sizeof(float));
         for (int64_t r = 0; r < R; r++)
-            memcpy(base + (size_t)r * row_floats, tmp + (size_t)parents[r] * row_floats, row_floats * sizeof(float));
+            if (parents[r] != r)
+                memcpy(base + (size_t)r * row_floats, tmp + (size_t)parents[r] * used, used * sizeof(float));
     }
     return TFM_OK;
+}
+
+/* Does every row take a parent decoding the same source as itself? */
+static bool same_sources(const kv_decoder *d, const int32_t *parents) {
+    for (int64_t r = 0; r < d->R; r++)
+        if (parents[r] / d->repeat != r / d->repeat) return false;
+    return true;
 }
 
 tfm_status kv_decoder_reorder(kv_decoder *d, const int32_t *parents) {
@@ -219,15 +231,20 @@ tfm_status kv_decoder_reorder(kv_decoder *d, const int32_t *parents) {
     memcpy(tmp, d->prefix, (size_t)(R * T) * sizeof(int32_t));
     for (int64_t r = 0; r < R; r++) memcpy(d->prefix + r * T, tmp + parents[r] * T, (size_t)T * sizeof(int32_t));
     if (!d->no_cache) {
-        TFM_TRY(gather(&d->ws, d->self_k, parents, Ly, R, (size_t)(T * E)));
-        TFM_TRY(gather(&d->ws, d->self_v, parents, Ly, R, (size_t)(T * E)));
-        TFM_TRY(gather(&d->ws, d->cross_k, parents, Ly, R, (size_t)(S * E)));
-        TFM_TRY(gather(&d->ws, d->cross_v, parents, Ly, R, (size_t)(S * E)));
+        const size_t used = (size_t)(d->t * E); /* positions fed so far */
+        TFM_TRY(gather(&d->ws, d->self_k, parents, Ly, R, (size_t)(T * E), used));
+        TFM_TRY(gather(&d->ws, d->self_v, parents, Ly, R, (size_t)(T * E), used));
+        /* A row's cross-attention K/V depend only on its source: rows that take a parent
+         * of the same source (beam search always does) keep theirs. */
+        if (!same_sources(d, parents)) {
+            TFM_TRY(gather(&d->ws, d->cross_k, parents, Ly, R, (size_t)(S * E), (size_t)(S * E)));
+            TFM_TRY(gather(&d->ws, d->cross_v, parents, Ly, R, (size_t)(S * E), (size_t)(S * E)));
+        }
     } else {
-        TFM_TRY(gather(&d->ws, d->memory, parents, 1, R, (size_t)(S * E)));
+        TFM_TRY(gather(&d->ws, d->memory, parents, 1, R, (size_t)(S * E), (size_t)(S * E)));
     }
-    TFM_TRY(gather(&d->ws, d->src_kpm, parents, 1, R, (size_t)S));
-    if (d->attn) TFM_TRY(gather(&d->ws, d->attn, parents, Ly, R, (size_t)(T * S)));
+    TFM_TRY(gather(&d->ws, d->src_kpm, parents, 1, R, (size_t)S, (size_t)S));
+    if (d->attn) TFM_TRY(gather(&d->ws, d->attn, parents, Ly, R, (size_t)(T * S), (size_t)(d->t * S)));
     return TFM_OK;
 }
 

@@ -22,6 +22,7 @@
 typedef struct kv_decoder {
     seq2seq *m;
     int64_t R, S, T;  /* rows, source length, step capacity */
+    int64_t repeat;   /* rows per source: row r decodes source r / repeat */
     int64_t t;        /* tokens fed so far (the next one goes to position t) */
     float *cross_k;   /* (Ly, R, S, E) */
     float *cross_v;   /* (Ly, R, S, E) */
@@ -39,7 +40,8 @@ typedef struct kv_decoder {
 /* Encode n sources (src (n, S) token ids, src_pad (n, S) 1 = padding) and prepare
  * n·repeat rows (source i's copies are rows i·repeat … i·repeat + repeat − 1) for up to
  * max_steps steps. record_attn keeps the cross-attention weights for attention maps.
- * no_cache: decode by full recomputation (for checking and benchmarks). */
+ * no_cache: decode by full recomputation (for checking and benchmarks); it records no
+ * attention (asking for both is TFM_ERR_UNSUPPORTED). */
 tfm_status kv_decoder_start(kv_decoder *d, seq2seq *m, const int32_t *src, const uint8_t *src_pad,
                             int64_t n, int64_t S, int64_t repeat, int64_t max_steps,
                             bool record_attn, bool no_cache);

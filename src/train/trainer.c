@@ -8,6 +8,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "decode/search.h"
 #include "train/tokenizer.h"
 
 void train_options_default(train_options *o) {
@@ -78,27 +79,31 @@ tfm_status translate_batch(seq2seq *m, const uint8_t *const *sources, const size
     if ((int64_t)S > m->cfg.max_len)
         return tfm_error(TFM_ERR_SHAPE, "a source of %zu bytes is longer than the model's max_len %lld",
                          S, (long long)m->cfg.max_len);
-    const int64_t max_out = m->cfg.max_len - 1;
-    int32_t *src = calloc(n * S, sizeof *src), *out = calloc(n * (size_t)max_out, sizeof *out);
+    search_config cfg;
+    search_config_default(&cfg);
+    cfg.max_len = m->cfg.max_len - 1;
+    int32_t *src = calloc(n * S, sizeof *src);
     uint8_t *pad = calloc(n * S, 1);
-    tfm_status st = (!src || !out || !pad) ? tfm_error(TFM_ERR_NOMEM, "translate: out of memory") : TFM_OK;
+    search_hyp *hyp = calloc(n, sizeof *hyp);
+    tfm_status st = (!src || !pad || !hyp) ? tfm_error(TFM_ERR_NOMEM, "translate: out of memory") : TFM_OK;
     for (size_t i = 0; st == TFM_OK && i < n; i++) {
         tok_encode(sources[i], lens[i], false, false, src + i * S);
         for (size_t j = lens[i]; j < S; j++) src[i * S + j] = TOK_PAD, pad[i * S + j] = 1;
         if (lens[i] == 0) src[i * S] = TOK_EOS, pad[i * S] = 0; /* an empty line still has a key */
     }
-    if (st == TFM_OK) st = seq2seq_greedy(m, src, pad, (int64_t)n, (int64_t)S, max_out, out);
+    if (st == TFM_OK) st = search_translate(m, src, pad, (int64_t)n, (int64_t)S, &cfg, hyp);
     for (size_t i = 0; st == TFM_OK && i < n; i++) {
         size_t len = 0;
-        outs[i] = malloc((size_t)max_out + 1);
+        outs[i] = malloc((size_t)hyp[i].len + 1);
         if (!outs[i]) st = tfm_error(TFM_ERR_NOMEM, "translate: out of memory");
-        else if ((st = tok_decode(out + i * (size_t)max_out, (size_t)max_out, outs[i], (size_t)max_out, &len)) == TFM_OK)
+        else if ((st = tok_decode(hyp[i].tokens, (size_t)hyp[i].len, outs[i], (size_t)hyp[i].len, &len)) == TFM_OK)
             outs[i][len] = '\0';
     }
     if (st != TFM_OK)
         for (size_t i = 0; i < n; i++) free(outs[i]), outs[i] = NULL;
+    if (hyp) search_hyp_free(hyp, (int64_t)n);
+    free(hyp);
     free(src);
-    free(out);
     free(pad);
     return st;
 }
