@@ -19,16 +19,22 @@ build: deps $(BUILD)/Makefile
 demo: build
 	$(BUILD)/tfm demo
 
-# The suite runs twice: the default build (OpenBLAS + OpenMP), and the portable one
-# (no BLAS, no OpenMP) that proves the library stands on its own.
+# The suite runs three times: the default build (OpenBLAS + OpenMP, with the CLI under
+# valgrind too), the portable one (no BLAS, no OpenMP) that proves the library stands on
+# its own, and one under AddressSanitizer + UndefinedBehaviorSanitizer. Then the checks
+# that keep the library honest (scripts/check_library.sh).
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cmake -S . -B $(BUILD)-portable -DTFM_BLAS=none -DTFM_OPENMP=OFF $(CMAKE_FLAGS)
 	cmake --build $(BUILD)-portable -j $(JOBS)
 	cd $(BUILD)-portable && ctest --output-on-failure -j $(JOBS)
+	cmake -S . -B $(BUILD)-asan -DTFM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
+	bash scripts/check_library.sh
 
 bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-portable
+	rm -rf $(BUILD) $(BUILD)-portable $(BUILD)-asan

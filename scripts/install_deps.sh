@@ -2,7 +2,7 @@
 # Install the Debian packages tfm needs to build and test, if any are missing.
 set -euo pipefail
 # libopenblas-openmp-dev: the OpenMP build of OpenBLAS shares tfm's thread pool.
-pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev libpng-dev)
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev libpng-dev valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
