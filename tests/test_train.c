@@ -209,12 +209,45 @@ static void test_translate_and_bad_data(void **state) {
     assert_int_equal(access(tmp("never.safetensors"), F_OK), -1);
 }
 
+/* A save that fails (an unwritable place, a full disk — here a file-size limit) is an
+ * error naming the file, and the previous checkpoint is left intact, with no temporary
+ * file beside it. */
+static void test_failed_save_keeps_checkpoint(void **state) {
+    const char *data = tmp("rev5.tsv"), *model = tmp("keep.safetensors"), *err = tmp("err5.txt");
+    const char *copy = tmp("keep.copy");
+    write_reverse_tsv(data, 100, 5);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s train --train %s --out %s --steps 6 --checkpoint-every 3 " SMALL_MODEL,
+             TFM_CLI, data, model);
+    assert_int_equal(run_command(cmd), 0);
+    snprintf(cmd, sizeof cmd, "cp %s %s", model, copy);
+    assert_int_equal(run_command(cmd), 0);
+    /* resume with more steps under a 64 KiB file-size limit: the next save cannot fit */
+    snprintf(cmd, sizeof cmd, "sh -c 'ulimit -f 128; exec %s train --train %s --out %s --steps 9 "
+             "--checkpoint-every 3 --resume " SMALL_MODEL "' 2> %s", TFM_CLI, data, model, err);
+    assert_int_equal(run_command(cmd), 1);
+    char msg[1024] = "";
+    FILE *f = fopen(err, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(msg, sizeof msg, f));
+    fclose(f);
+    assert_non_null(strstr(msg, "keep.safetensors"));
+    assert_true(files_equal(model, copy));
+    snprintf(cmd, sizeof cmd, "ls %s.tmp.* 2>/dev/null | grep -q .", model);
+    assert_int_not_equal(run_command(cmd), 0);
+    /* an output directory that does not exist: refused before any training */
+    snprintf(cmd, sizeof cmd, "%s train --train %s --out %s/no/such/dir/m.safetensors --steps 3 " SMALL_MODEL
+             " 2> %s", TFM_CLI, data, tmp(""), err);
+    assert_int_equal(run_command(cmd), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls_and_checkpoint_roundtrips),
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_sigkill_resume),
         cmocka_unit_test(test_translate_and_bad_data),
+        cmocka_unit_test(test_failed_save_keeps_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
 /* main.c — `tfm <subcommand> ...`: dispatch. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +31,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* A write past a file-size limit should fail with EFBIG and be reported like a full
+     * disk, not kill the process: the previous checkpoint then stays intact. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

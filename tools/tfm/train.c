@@ -23,7 +23,7 @@ static const char usage[] =
 
 typedef struct train_args {
     const char *train, *valid, *out, *log;
-    int64_t epochs;
+    int64_t epochs, steps; /* steps: as given on the command line (0 = not given) */
     int threads;
     bool resume, quiet;
     train_io io;
@@ -74,7 +74,7 @@ static int parse_flag(int argc, char **argv, int *i, train_options *o, train_arg
     }
     else if (!strcmp(f, "--batch-size")) { NUM(1, big); o->batch_size = (size_t)x; }
     else if (!strcmp(f, "--max-tokens")) { NUM(1, big); o->max_tokens = (size_t)x; o->batch_size = 0; }
-    else if (!strcmp(f, "--steps")) { NUM(1, big); o->steps = (int64_t)x; a->epochs = 0; }
+    else if (!strcmp(f, "--steps")) { NUM(1, big); o->steps = a->steps = (int64_t)x; a->epochs = 0; }
     else if (!strcmp(f, "--epochs")) { NUM(1, 1e6); a->epochs = (int64_t)x; }
     else if (!strcmp(f, "--lr")) { NUM(0, 1e3); o->lr = x; }
     else if (!strcmp(f, "--warmup")) { NUM(0, big); o->warmup = (int64_t)x; }
@@ -109,11 +109,26 @@ static int parse_flag(int argc, char **argv, int *i, train_options *o, train_arg
     return 0;
 }
 
+/* Fail before training, not at the first checkpoint, when the output cannot be written:
+ * create and remove a file beside it. */
+static int probe_output(const char *out) {
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s.probe.%d", out, (int)getpid());
+    FILE *f = fopen(probe, "w");
+    if (!f) return cli_fail("train", "%s: cannot write beside the output: %s", out, strerror(errno));
+    fclose(f);
+    remove(probe);
+    return 0;
+}
+
 /* A fresh model and optimizer, or the checkpoint's when resuming from an existing file. */
 static tfm_status setup(const train_args *a, train_options *o, seq2seq *m, optimizer **opt,
                         train_progress *p) {
     if (a->resume && access(a->out, F_OK) == 0) {
         TFM_TRY(checkpoint_load(a->out, m, opt, o, p));
+        /* Everything comes from the checkpoint, so the same command line continues the
+         * same run; only --steps may extend (or shorten) it. */
+        if (a->steps) o->steps = a->steps;
         if (!a->quiet)
             fprintf(stderr, "tfm train: resuming %s at step %lld of %lld\n", a->out,
                     (long long)p->step, (long long)o->steps);
@@ -134,6 +149,7 @@ int cmd_train(int argc, char **argv) {
         if (parse_flag(argc, argv, &i, &o, &a)) return 1;
     if (!a.train || !a.out) return cli_fail("train", "--train and --out are required\n%s", usage);
     if (a.threads) tfm_set_num_threads(a.threads);
+    if (probe_output(a.out)) return 1;
 
     tsv_limits lim;
     tsv_limits_default(&lim);
