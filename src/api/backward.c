@@ -28,7 +28,7 @@ static tfm_status load_grad(tfm_ws *ws, const tfm_tensor *t, const forward_recor
     float *d = ws_floats(ws, (size_t)(N * L) * (size_t)E);
     if (!d) return tfm_error(TFM_ERR_NOMEM, "grad_output: out of memory");
     const float *x = t->data;
-    if (!r->batched || batch_first) {
+    if (!r->batched || batch_first || N * L * E == 0) {
         memcpy(d, x, (size_t)(N * L * E) * sizeof(float));
     } else {
         for (int64_t l = 0; l < L; l++)
@@ -42,22 +42,8 @@ static tfm_status load_grad(tfm_ws *ws, const tfm_tensor *t, const forward_recor
 /* out (in the caller's layout, module-owned buffer i) from g (N, L, E). */
 static tfm_status emit_grad(tfm_module *m, int i, tfm_tensor *out, const float *g, int64_t N,
                             int64_t L, int64_t E, bool batched) {
-    TFM_TRY(module_buffer(&m->grad_buf[i], &m->grad_cap[i], (size_t)(N * L) * (size_t)E));
-    float *o = m->grad_buf[i];
-    *out = (tfm_tensor){.data = o, .dtype = TFM_F32};
-    if (!batched) {
-        memcpy(o, g, (size_t)(L * E) * sizeof(float));
-        out->ndim = 2, out->shape[0] = L, out->shape[1] = E;
-    } else if (m->cfg.batch_first) {
-        memcpy(o, g, (size_t)(N * L * E) * sizeof(float));
-        out->ndim = 3, out->shape[0] = N, out->shape[1] = L, out->shape[2] = E;
-    } else {
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t l = 0; l < L; l++)
-                memcpy(o + (l * N + n) * E, g + (n * L + l) * E, (size_t)E * sizeof(float));
-        out->ndim = 3, out->shape[0] = L, out->shape[1] = N, out->shape[2] = E;
-    }
-    return TFM_OK;
+    return module_emit_seq(&m->grad_buf[i], &m->grad_cap[i], out, g, N, L, E, batched,
+                           m->cfg.batch_first);
 }
 
 static float *zeros(tfm_ws *ws, int64_t rows, int64_t cols) {

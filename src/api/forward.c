@@ -7,6 +7,7 @@
  * Legend: N batch, L target/query length, S source/key length, E model width, H heads.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,7 +58,7 @@ static tfm_status load_seq(tfm_ws *ws, const tfm_tensor *t, const char *name, bo
     s->L = batch_first ? t->shape[1] : t->shape[0];
     if ((double)s->N * (double)s->L * (double)s->E > 9e15)
         return tfm_error(TFM_ERR_SHAPE, "input '%s' is too large", name);
-    if (batch_first) {
+    if (batch_first || s->N == 0 || s->L == 0 || s->E == 0) { /* nothing to move */
         s->data = t->data;
         return TFM_OK;
     }
@@ -128,13 +129,18 @@ static tfm_status build_bias(tfm_ws *ws, attn_bias *b, const tfm_tensor *attn_ma
     return TFM_OK;
 }
 
-/* t = y (N, L, E) moved into buf in the caller's layout: (L, E) unbatched, (N, L, E)
- * batch_first, else (L, N, E). */
-static tfm_status emit_seq(float **buf, size_t *cap, tfm_tensor *t, const float *y, int64_t N,
+tfm_status module_emit_seq(float **buf, size_t *cap, tfm_tensor *t, const float *y, int64_t N,
                            int64_t L, int64_t E, bool batched, bool batch_first) {
     TFM_TRY(module_buffer(buf, cap, (size_t)(N * L) * (size_t)E));
     float *o = *buf;
     *t = (tfm_tensor){.data = o, .dtype = TFM_F32};
+    if (N * L * E == 0) { /* an empty result: shapes only (no loop over a huge empty axis) */
+        t->ndim = batched ? 3 : 2;
+        int64_t dims[3] = {batch_first ? N : L, batch_first ? L : N, E};
+        if (!batched) dims[0] = L, dims[1] = E;
+        for (int d = 0; d < t->ndim; d++) t->shape[d] = dims[d];
+        return TFM_OK;
+    }
     if (!batched) {
         memcpy(o, y, (size_t)(L * E) * sizeof(float));
         t->ndim = 2, t->shape[0] = L, t->shape[1] = E;
@@ -152,7 +158,7 @@ static tfm_status emit_seq(float **buf, size_t *cap, tfm_tensor *t, const float 
 
 static tfm_status emit_output(tfm_module *m, tfm_outputs *o, const float *y, const seq *shape,
                               int64_t E) {
-    return emit_seq(&m->out_buf, &m->out_cap, &o->output, y, shape->N, shape->L, E,
+    return module_emit_seq(&m->out_buf, &m->out_cap, &o->output, y, shape->N, shape->L, E,
                     shape->batched, m->cfg.batch_first);
 }
 
@@ -309,7 +315,47 @@ static tfm_status forward_transformer(const call *cl, const tfm_inputs *in, tfm_
     return emit_output(m, o, y, &t, t.E);
 }
 
+/* Which module kinds take each tfm_inputs field (bit k: tfm_module_kind k). PyTorch
+ * raises a TypeError for an argument a forward() does not have; so does tfm, rather than
+ * silently dropping, say, a causal flag meant for another module. */
+#define K(kind) (1u << (kind))
+#define MHA K(TFM_MULTIHEAD_ATTENTION)
+#define ENC (K(TFM_TRANSFORMER_ENCODER_LAYER) | K(TFM_TRANSFORMER_ENCODER))
+#define DEC (K(TFM_TRANSFORMER_DECODER_LAYER) | K(TFM_TRANSFORMER_DECODER))
+#define TR K(TFM_TRANSFORMER)
+static const struct {
+    const char *name;
+    size_t offset;
+    unsigned kinds;
+    bool flag; /* a bool (set = true) rather than a tensor (set = data non-NULL) */
+} input_fields[] = {
+#define T(f, k) {#f, offsetof(tfm_inputs, f), k, false}
+#define F(f, k) {#f, offsetof(tfm_inputs, f), k, true}
+    T(query, MHA), T(key, MHA), T(value, MHA), T(key_padding_mask, MHA), T(attn_mask, MHA),
+    T(src, ENC | TR), T(tgt, DEC | TR), T(memory, DEC),
+    T(src_mask, K(TFM_TRANSFORMER_ENCODER_LAYER) | TR), T(mask, K(TFM_TRANSFORMER_ENCODER)),
+    T(tgt_mask, DEC | TR), T(memory_mask, DEC | TR), T(src_key_padding_mask, ENC | TR),
+    T(tgt_key_padding_mask, DEC | TR), T(memory_key_padding_mask, DEC | TR),
+    F(need_weights, MHA), F(is_causal, MHA | ENC), F(src_is_causal, TR),
+    F(tgt_is_causal, DEC | TR), F(memory_is_causal, DEC | TR),
+#undef T
+#undef F
+};
+#undef K
+
+static tfm_status check_fields(tfm_module_kind kind, const tfm_inputs *in) {
+    for (size_t i = 0; i < sizeof input_fields / sizeof *input_fields; i++) {
+        const char *p = (const char *)in + input_fields[i].offset;
+        bool set = input_fields[i].flag ? *(const bool *)p : ((const tfm_tensor *)p)->data != NULL;
+        if (set && !(input_fields[i].kinds & (1u << kind)))
+            return tfm_error(TFM_ERR_UNEXPECTED, "%s does not take '%s'", tfm_module_name(kind),
+                             input_fields[i].name);
+    }
+    return TFM_OK;
+}
+
 static tfm_status run_forward(const call *cl, const tfm_inputs *in, tfm_outputs *out) {
+    TFM_TRY(check_fields(cl->m->cfg.module, in));
     switch (cl->m->cfg.module) {
     case TFM_MULTIHEAD_ATTENTION: return forward_mha(cl, in, out);
     case TFM_TRANSFORMER_ENCODER_LAYER:

@@ -170,27 +170,46 @@ static tfm_status check_params(const tfm_module *m, const st_file *f, bool *mapp
     return TFM_OK;
 }
 
-/* Parameters from a checked file: pointers into its (copy-on-write) mapping when
- * possible, else converted copies in the module's own block. The module then owns f. */
-static tfm_status take_params(tfm_module *m, st_file *f, bool mappable) {
-    if (mappable) {
-        for (size_t i = 0; i < m->params.count; i++) {
-            const param_entry *e = &m->params.items[i];
-            *e->slot = (float *)st_find(f, e->name)->data;
-        }
-        m->mapped = f;
-        return TFM_OK;
-    }
-    tfm_status st = TFM_OK;
+/* Converted copies of the checked file's parameters in the module's own block. */
+static tfm_status copy_params(tfm_module *m, const st_file *f) {
     m->block = malloc((m->block_floats ? m->block_floats : 1) * sizeof(float));
-    if (!m->block) st = tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu parameters", m->block_floats);
-    if (st == TFM_OK) param_list_bind(&m->params, m->block);
-    for (size_t i = 0; st == TFM_OK && i < m->params.count; i++) {
+    if (!m->block) return tfm_error(TFM_ERR_NOMEM, "cannot allocate %zu parameters", m->block_floats);
+    param_list_bind(&m->params, m->block);
+    for (size_t i = 0; i < m->params.count; i++) {
         const param_entry *e = &m->params.items[i];
-        st = st_read_f32(f, st_find(f, e->name), *e->slot);
+        TFM_TRY(st_read_f32(f, st_find(f, e->name), *e->slot));
     }
-    st_close(f);
+    return TFM_OK;
+}
+
+/* The config from f's metadata, the module without its parameter block, and the
+ * check of f's tensors against it. */
+static tfm_status alloc_checked(const st_file *f, tfm_module **out, bool *mappable) {
+    tfm_config cfg;
+    *out = NULL;
+    TFM_TRY(config_from_meta(f, &cfg));
+    TFM_TRY(module_alloc(&cfg, false, out));
+    tfm_status st = check_params(*out, f, mappable);
+    if (st != TFM_OK) {
+        tfm_module_free(*out);
+        *out = NULL;
+    }
     return st;
+}
+
+tfm_status module_load_file(const st_file *f, tfm_module **out) {
+    if (!f || !out) return tfm_error(TFM_ERR_INVALID_ARG, "module_load_file: NULL argument");
+    *out = NULL;
+    bool mappable;
+    tfm_module *m = NULL;
+    tfm_status st = alloc_checked(f, &m, &mappable);
+    if (st == TFM_OK) st = copy_params(m, f);
+    if (st != TFM_OK) {
+        tfm_module_free(m);
+        return tfm_error_context(st, "%s", st_label(f));
+    }
+    *out = m;
+    return TFM_OK;
 }
 
 tfm_status tfm_module_load(const char *path, tfm_module **out) {
@@ -198,15 +217,19 @@ tfm_status tfm_module_load(const char *path, tfm_module **out) {
     *out = NULL;
     st_file *f;
     TFM_TRY(st_open(path, &f));
-    tfm_config cfg;
     tfm_module *m = NULL;
     bool mappable = false;
-    tfm_status st = config_from_meta(f, &cfg);
-    if (st == TFM_OK) st = module_alloc(&cfg, false, &m);
-    if (st == TFM_OK) st = check_params(m, f, &mappable);
-    if (st == TFM_OK) {
-        st = take_params(m, f, mappable);
-        f = NULL; /* owned by the module now (or closed) */
+    tfm_status st = alloc_checked(f, &m, &mappable);
+    if (st == TFM_OK && mappable) {
+        /* pointers into the file's (copy-on-write) mapping; the module owns f now */
+        for (size_t i = 0; i < m->params.count; i++) {
+            const param_entry *e = &m->params.items[i];
+            *e->slot = (float *)st_find(f, e->name)->data;
+        }
+        m->mapped = f;
+        f = NULL;
+    } else if (st == TFM_OK) {
+        st = copy_params(m, f);
     }
     st_close(f);
     if (st != TFM_OK) {

@@ -75,8 +75,17 @@ struct tfm_module {
 /* Build the parameter list for cfg; with `with_block`, also the parameter block
  * (parameters uninitialised) and the slots pointing into it. */
 tfm_status module_alloc(const tfm_config *cfg, bool with_block, tfm_module **out);
+/* tfm_module_load for a file already opened (st_open or st_open_memory): config
+ * from its __metadata__, every tensor checked, the parameters converted into the
+ * module's own block (never pointing into f, which the caller keeps and closes).
+ * Errors are prefixed with the file's label, as tfm_module_load's with the path. */
+tfm_status module_load_file(const struct st_file *f, tfm_module **out);
 /* Allocate and zero the gradient block, if not yet there. */
 tfm_status module_alloc_grads(tfm_module *m);
+/* t = y (N, L, E) moved into *buf (grown as needed) in the caller's layout: (L, E)
+ * unbatched, (N, L, E) batch_first, else (L, N, E). */
+tfm_status module_emit_seq(float **buf, size_t *cap, tfm_tensor *t, const float *y, int64_t N,
+                           int64_t L, int64_t E, bool batched, bool batch_first);
 /* A module-owned buffer of n floats (grown only when needed). */
 tfm_status module_buffer(float **buf, size_t *cap, size_t n);
 

@@ -73,11 +73,12 @@ static inline void scores(float *s, const attn_args *a, const float *kT, int64_t
 }
 
 /* In place: s (S) becomes softmax(s); returns log Σ exp(s), −inf for a fully masked
- * row (then s is all zeros). */
+ * row (then s is all zeros). A NaN score makes the whole row NaN, as in PyTorch (the
+ * max takes it in, and every exp(s − NaN) is NaN). */
 static inline float softmax_row(float *s, int64_t S) {
     float m = -INFINITY;
     for (int64_t j = 0; j < S; j++)
-        if (s[j] > m) m = s[j];
+        if (s[j] > m || s[j] != s[j]) m = s[j] != s[j] || m != m ? NAN : s[j];
     if (m == -INFINITY) {
         memset(s, 0, (size_t)S * sizeof(float));
         return -INFINITY;

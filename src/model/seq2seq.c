@@ -30,8 +30,11 @@ tfm_status seq2seq_check_config(const seq2seq_config *c) {
         return tfm_error(TFM_ERR_INVALID_ARG, "encoder and decoder layers must be in [1, 256]");
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return tfm_error(TFM_ERR_INVALID_ARG, "dropout (%g) must be in [0, 1)", (double)c->dropout);
-    if (c->max_len < 2 || c->max_len > (1 << 20))
-        return tfm_error(TFM_ERR_INVALID_ARG, "max_len (%lld) must be in [2, 2^20]", (long long)c->max_len);
+    if (c->max_len < 2 || c->max_len > (1 << 16))
+        return tfm_error(TFM_ERR_INVALID_ARG, "max_len (%lld) must be in [2, 65536]", (long long)c->max_len);
+    if (c->max_len * c->d_model > ((int64_t)1 << 28)) /* the positional table: at most 1 GiB */
+        return tfm_error(TFM_ERR_INVALID_ARG, "max_len × d_model (%lld × %lld) is too large",
+                         (long long)c->max_len, (long long)c->d_model);
     if (c->activation != TFM_RELU && c->activation != TFM_GELU)
         return tfm_error(TFM_ERR_INVALID_ARG, "activation must be relu or gelu");
     return TFM_OK;
@@ -50,7 +53,7 @@ static void describe(const seq2seq *m, seq2seq_params *v, param_list *l) {
     param_add(l, true, "", "generator.bias", &v->generator_bias, INIT_LINEAR_BIAS, E, 1, V, 0, 0);
 }
 
-tfm_status seq2seq_create(seq2seq *m, const seq2seq_config *c) {
+tfm_status seq2seq_plan(seq2seq *m, const seq2seq_config *c) {
     memset(m, 0, sizeof *m);
     TFM_TRY(seq2seq_check_config(c));
     m->cfg = *c;
@@ -74,17 +77,32 @@ tfm_status seq2seq_create(seq2seq *m, const seq2seq_config *c) {
         describe(m, views[i], lists[i]);
         if (lists[i]->failed) goto nomem;
     }
-    TFM_TRY(param_list_total(&m->params, &m->num_floats));
-    m->block = malloc(m->num_floats * sizeof(float));
-    m->grad_block = calloc(m->num_floats, sizeof(float));
-    if (!m->block || !m->grad_block) goto nomem;
-    param_list_bind(&m->params, m->block);
-    param_list_bind(&m->grads, m->grad_block);
-    TFM_TRY(posenc_create(&m->pe, c->max_len, c->d_model));
-    return TFM_OK;
+    tfm_status st = param_list_total(&m->params, &m->num_floats);
+    if (st != TFM_OK) seq2seq_free(m);
+    return st;
 nomem:
     seq2seq_free(m);
     return tfm_error(TFM_ERR_NOMEM, "seq2seq: out of memory");
+}
+
+tfm_status seq2seq_alloc(seq2seq *m) {
+    m->block = malloc((m->num_floats ? m->num_floats : 1) * sizeof(float));
+    m->grad_block = calloc(m->num_floats ? m->num_floats : 1, sizeof(float));
+    tfm_status st = m->block && m->grad_block
+                        ? posenc_create(&m->pe, m->cfg.max_len, m->cfg.d_model)
+                        : tfm_error(TFM_ERR_NOMEM, "seq2seq: cannot allocate %zu parameters", m->num_floats);
+    if (st != TFM_OK) {
+        seq2seq_free(m);
+        return st;
+    }
+    param_list_bind(&m->params, m->block);
+    param_list_bind(&m->grads, m->grad_block);
+    return TFM_OK;
+}
+
+tfm_status seq2seq_create(seq2seq *m, const seq2seq_config *c) {
+    TFM_TRY(seq2seq_plan(m, c));
+    return seq2seq_alloc(m);
 }
 
 void seq2seq_init(seq2seq *m, uint64_t seed) { param_list_init_values(&m->params, seed, true); }

@@ -63,8 +63,13 @@ typedef struct seq2seq {
 } seq2seq;
 
 tfm_status seq2seq_check_config(const seq2seq_config *c);
-/* Allocate (parameters uninitialised, gradients zero). */
+/* Allocate (parameters uninitialised, gradients zero): seq2seq_plan then seq2seq_alloc. */
 tfm_status seq2seq_create(seq2seq *m, const seq2seq_config *c);
+/* The parameter lists only (names, shapes, num_floats), so that a file can be checked
+ * against them before anything large is allocated; seq2seq_alloc then allocates. On
+ * failure either leaves m freed. */
+tfm_status seq2seq_plan(seq2seq *m, const seq2seq_config *c);
+tfm_status seq2seq_alloc(seq2seq *m);
 /* Xavier-uniform for every matrix (as the Annotated Transformer), LayerNorm 1/0,
  * Linear biases U(±1/√fan_in), drawn from seed. */
 void seq2seq_init(seq2seq *m, uint64_t seed);

@@ -226,8 +226,9 @@ static tfm_status read_options(const st_file *f, train_options *o, train_progres
     return train_options_check(o);
 }
 
-/* Every parameter, shape-checked; nothing unknown in the file but optim.* tensors. */
-static tfm_status read_params(const st_file *f, seq2seq *m) {
+/* Every parameter present with the config's shape and a float dtype, and nothing unknown
+ * in the file but optim.* tensors — checked before anything is allocated for them. */
+static tfm_status check_params(const st_file *f, const seq2seq *m) {
     for (size_t i = 0; i < m->params.count; i++) {
         const param_entry *e = &m->params.items[i];
         const st_tensor *t = st_find(f, e->name);
@@ -235,12 +236,22 @@ static tfm_status read_params(const st_file *f, seq2seq *m) {
         bool same = t->ndim == e->ndim;
         for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
         if (!same) return tfm_error(TFM_ERR_SHAPE, "%s: tensor '%s' does not have the config's shape", st_label(f), e->name);
-        TFM_TRY(st_read_f32(f, t, *e->slot));
+        if (t->dtype != ST_F32 && t->dtype != ST_F64 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+            return tfm_error(TFM_ERR_FORMAT, "%s: tensor '%s' has dtype %s", st_label(f), e->name,
+                             st_dtype_name(t->dtype));
     }
     for (size_t i = 0; i < st_count(f); i++) {
         const char *name = st_at(f, i)->name;
         if (strncmp(name, "optim.", 6) && !param_list_find(&m->params, name))
             return tfm_error(TFM_ERR_UNEXPECTED, "%s: unexpected tensor '%s'", st_label(f), name);
+    }
+    return TFM_OK;
+}
+
+static tfm_status read_params(const st_file *f, seq2seq *m) {
+    for (size_t i = 0; i < m->params.count; i++) {
+        const param_entry *e = &m->params.items[i];
+        TFM_TRY(st_read_f32(f, st_find(f, e->name), *e->slot));
     }
     return TFM_OK;
 }
@@ -282,9 +293,15 @@ tfm_status checkpoint_load(const char *path, seq2seq *m, optimizer **opt_out, tr
     tfm_status st = read_model_config(f, &c);
     if (st == TFM_OK) o->model = c;
     if (st == TFM_OK && opt_out) st = read_options(f, o, p);
-    if (st == TFM_OK) st = seq2seq_create(m, &c);
-    if (st == TFM_OK && (st = read_params(f, m)) != TFM_OK) seq2seq_free(m);
-    if (st == TFM_OK && opt_out && (st = read_optimizer(f, m, o, opt_out)) != TFM_OK) seq2seq_free(m);
+    if (st == TFM_OK && (st = seq2seq_plan(m, &c)) == TFM_OK) {
+        if ((st = check_params(f, m)) == TFM_OK && (st = seq2seq_alloc(m)) == TFM_OK &&
+            (st = read_params(f, m)) == TFM_OK && opt_out)
+            st = read_optimizer(f, m, o, opt_out);
+        if (st != TFM_OK && m->params.items) seq2seq_free(m);
+    }
+    /* every message names the file (those from st_* already do) */
+    if (st != TFM_OK && strncmp(tfm_last_error(), path, strlen(path)) != 0)
+        tfm_error_context(st, "%s", path);
     st_close(f);
     return st;
 }
