@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Install the Debian packages tfm needs to build and test, if any are missing.
+#   scripts/install_deps.sh          the build and the test suite
+#   scripts/install_deps.sh --fuzz   only what the libFuzzer targets add (fuzz/run.sh):
+#                                    clang and its runtime libraries (libFuzzer, ASan, UBSan,
+#                                    which clang-14 merely recommends)
 set -euo pipefail
 # libopenblas-openmp-dev: the OpenMP build of OpenBLAS shares tfm's thread pool.
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev libpng-dev valgrind)
+fuzz_pkgs=(clang libclang-rt-14-dev pkg-config libcjson-dev libpng-dev)
+case "${1:-}" in
+  "") ;;
+  --fuzz) pkgs=("${fuzz_pkgs[@]}") ;;
+  *) echo "usage: $0 [--fuzz]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
