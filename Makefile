@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps build demo test fuzz bench clean
 
 all: build
 
@@ -32,9 +32,16 @@ test: build
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
 	bash scripts/check_library.sh
+	$(MAKE) fuzz
+
+# libFuzzer targets (clang from Debian), each for FUZZ_SECONDS: CI runs them briefly on
+# every submission; run `make fuzz FUZZ_SECONDS=3600` (or fuzz/run.sh 3600) to go deeper.
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-portable $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-portable $(BUILD)-asan build-fuzz

@@ -152,11 +152,23 @@ static void test_sigkill_resume(void **state) {
             execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
             _exit(127);
         }
-        struct timespec ts = {0, (long)(30 + rng_next(&r) % 250) * 1000000L};
-        nanosleep(&ts, NULL);
-        kill(pid, SIGKILL);
-        int status;
-        waitpid(pid, &status, 0);
+        /* Wait until this run has written a checkpoint of its own (so the kill lands in
+         * the middle of real progress, however loaded the machine), then a random moment
+         * more: during a step, or during a save. */
+        long before = checkpoint_step(out);
+        int status = 0;
+        bool exited = false;
+        for (int w = 0; w < 4000 && !exited && checkpoint_step(out) <= before; w++) {
+            struct timespec poll = {0, 2 * 1000000L};
+            nanosleep(&poll, NULL);
+            exited = waitpid(pid, &status, WNOHANG) == pid;
+        }
+        struct timespec ts = {0, (long)(rng_next(&r) % 120) * 1000000L};
+        if (!exited) {
+            nanosleep(&ts, NULL);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+        }
         long step = checkpoint_step(out);
         printf("  after %ld ms: %s, last checkpoint at step %ld\n", ts.tv_nsec / 1000000L,
                WIFSIGNALED(status) ? "killed" : "finished", step);

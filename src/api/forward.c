@@ -114,7 +114,9 @@ static tfm_status build_bias(tfm_ws *ws, attn_bias *b, const tfm_tensor *attn_ma
                              attn_name, (long long)L, (long long)S, (long long)(N * H),
                              (long long)L, (long long)S, batched ? "N" : "1");
         }
-        size_t count = (size_t)(b->attn_per_head ? N * H : 1) * (size_t)(L * S);
+        /* N first, as everywhere: an empty batch (no data) may have lengths whose
+         * product L·S overflows */
+        size_t count = b->attn_per_head ? (size_t)(N * H * L) * (size_t)S : (size_t)(L * S);
         TFM_TRY(mask_floats(ws, attn_mask, attn_name, count, &b->attn));
     }
     if (present(kpm)) {

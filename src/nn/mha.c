@@ -179,7 +179,8 @@ tfm_status mha_forward(const mha_config *c, const mha_params *p, tfm_ws *ws, flo
     st = attention_forward(&a, heads, E, wh, lse, ws);
     if (st == TFM_OK) {
         linear_forward(out, E, heads, E, p->out_proj_weight, p->out_proj_bias, N * L, E, E);
-        if (weights && average_weights) average_heads(weights, wh, N, H, L * St);
+        if (weights && average_weights && N > 0) /* N = 0: L·St may overflow */
+            average_heads(weights, wh, N, H, L * St);
     }
     ws_release(ws, mark);
     return st;
