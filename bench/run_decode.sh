@@ -5,16 +5,20 @@
 # PyTorch, back to back), print a comparison table; rows measured while other processes
 # used the CPU are flagged.
 #
-# Usage: bash bench/run_decode.sh [--quick] [--case NAME]... [--wait-idle SEC]
+# Usage: bash bench/run_decode.sh [--quick] [--case NAME]... [--wait-idle SEC] [--budget SEC]
 #   --quick       short run: >= 0.3 s and >= 1 decode after 1 warm-up; budget 30 s per
 #                 case and side, a single decode above 5 s (default: >= 2 s and >= 3
 #                 decodes after 1 warm-up; budget 180 s, a single decode above 10 s)
 #   --case NAME   only this case (repeatable): MODEL-L with MODEL demo or base and L 32,
 #                 128, 256, 512 (e.g. base-256), or MODEL alone for all its lengths
-#   --wait-idle SEC  before each side of each case, wait up to SEC seconds for the CPU
-#                 to be >= 90% idle over 2 s (default 0: do not wait, only flag). On a
-#                 shared machine: OpenMP's spinning threads make a decode many times
-#                 slower when another process holds a core.
+#   --wait-idle SEC  before each side of each case, wait up to SEC seconds for the
+#                 cores the run uses to be idle (>= 90% of OMP_NUM_THREADS / cores over
+#                 2 s; default 0: do not wait, only flag a side started with less than
+#                 75% of that). On a shared machine: OpenMP's spinning threads make a
+#                 decode many times slower when another process holds one of its cores;
+#                 OMP_NUM_THREADS=1 then measures on the free core.
+#   --budget SEC  skip a case (per side and mode) estimated above SEC s (default 180,
+#                 --quick 30)
 # Environment: BUILD (build directory, default build), PYTHON (default python3),
 #   OMP_NUM_THREADS (default: all cores, exported to both sides); OPENBLAS_CORETYPE and
 #   the like are passed through unchanged and reported.
@@ -34,13 +38,15 @@ PYTHON=${PYTHON:-python3}
 
 args=(--min-time 2 --min-reps 3 --warmup 1 --budget 180 --single-above 10)
 timing="1 warm-up decode, then >= 2 s and >= 3 decodes, median; one decode (*) when estimated > 10 s; skipped when estimated > 180 s"
-cases=() wait_idle=0
+cases=() wait_idle=0 budget=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) args=(--min-time 0.3 --min-reps 1 --warmup 1 --budget 30 --single-above 5)
                  timing="1 warm-up decode, then >= 0.3 s and >= 1 decode, median; one decode (*) when estimated > 5 s; skipped when estimated > 30 s (quick)" ;;
         --case) [ $# -ge 2 ] || { echo "run_decode.sh: --case needs a name" >&2; exit 2; }
                 cases+=("$2"); shift ;;
+        --budget) [ $# -ge 2 ] || { echo "run_decode.sh: --budget needs seconds" >&2; exit 2; }
+                  budget=(--budget "$2"); shift ;;
         --wait-idle) [ $# -ge 2 ] || { echo "run_decode.sh: --wait-idle needs seconds" >&2; exit 2; }
                      wait_idle=$2; shift ;;
         -h|--help) sed -n "2,/^set /{/^#/p}" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -48,6 +54,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+
+[ ${#budget[@]} -eq 0 ] || timing="$timing; budget overridden: ${budget[1]} s"
 
 # ---- build: configure, then only the bench_decode target (and the library it needs) --
 echo "== building bench_decode ($BUILD)" >&2
@@ -82,8 +90,10 @@ else
 fi
 
 # ---- the environment both sides run in ----------------------------------------------
-omp_note="${OMP_NUM_THREADS:-(unset; run_decode.sh sets it to $(nproc))}"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+# (not nproc: it answers OMP_NUM_THREADS when that is set)
+ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all)
+omp_note="${OMP_NUM_THREADS:-(unset; run_decode.sh sets it to $ncpu)}"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$ncpu}
 
 torch_version="(not importable)"
 have_torch=1
@@ -97,7 +107,7 @@ echo "== tfm vs PyTorch, greedy decoding, batch 8, source length S = L, forced l
 echo "date:               $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "cpu:                $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" \
      "($(grep -o -m1 -w avx512f /proc/cpuinfo || echo no-avx512f))"
-echo "cores:              $(nproc) (online)"
+echo "cores:              $ncpu (online)"
 echo "load average:       $(cut -d' ' -f1-3 /proc/loadavg) (before the run)"
 echo "OMP_NUM_THREADS:    $omp_note"
 echo "OPENBLAS_CORETYPE:  ${OPENBLAS_CORETYPE:-(unset)}"
@@ -139,13 +149,19 @@ idle_pct() {
 }
 busy=""
 
-# --wait-idle: wait (up to wait_idle s) for >= 90% idle over 2 s; say so on stderr.
+# The idle share the run needs: OMP_NUM_THREADS of the cores (all of them by default).
+threads=$OMP_NUM_THREADS
+[ "$threads" -ge 1 ] 2>/dev/null && [ "$threads" -le "$ncpu" ] || threads=$ncpu
+need_flag=$((75 * threads / ncpu))  # below this idle share before a side: flagged
+need_wait=$((90 * threads / ncpu))  # --wait-idle waits for this much
+
+# --wait-idle: wait (up to wait_idle s) for >= need_wait% idle over 2 s; say so on stderr.
 wait_quiet() {
     [ "$wait_idle" -gt 0 ] 2>/dev/null || return 0
     local end=$((SECONDS + wait_idle)) idle
     while :; do
         idle=$(idle_pct 2)
-        [ "$idle" -ge 90 ] && return 0
+        [ "$idle" -ge "$need_wait" ] && return 0
         [ "$SECONDS" -ge "$end" ] && { echo "== still busy (idle $idle%) after ${wait_idle} s; running anyway" >&2; return 0; }
         echo "== CPU busy (idle $idle%), waiting" >&2
         sleep 8
@@ -156,14 +172,14 @@ tfm_rc=0 torch_rc=0
 for c in "${cases[@]}"; do
     wait_quiet
     idle=$(idle_pct)
-    [ "$idle" -ge 75 ] || busy="$busy $c (idle $idle% before tfm)"
-    run_one bench_decode "$tmp/tfm.txt" "$BENCH" "${args[@]}" --case "$c" || tfm_rc=1
+    [ "$idle" -ge "$need_flag" ] || busy="$busy $c (idle $idle% before tfm)"
+    run_one bench_decode "$tmp/tfm.txt" "$BENCH" "${args[@]}" "${budget[@]}" --case "$c" || tfm_rc=1
     if [ "$have_torch" = 1 ]; then
         wait_quiet
         idle=$(idle_pct)
-        [ "$idle" -ge 75 ] || busy="$busy $c (idle $idle% before torch)"
+        [ "$idle" -ge "$need_flag" ] || busy="$busy $c (idle $idle% before torch)"
         run_one bench_decode_torch.py "$tmp/torch.txt" "$PYTHON" bench/bench_decode_torch.py \
-            "${args[@]}" --case "$c" || torch_rc=1
+            "${args[@]}" "${budget[@]}" --case "$c" || torch_rc=1
     fi
 done
 
