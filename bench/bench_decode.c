@@ -45,7 +45,9 @@
  * Output, one line per case and mode (keys fixed, values without spaces):
  *   BENCH impl=tfm-cached case=demo-32 model=demo L=32 S=32 batch=8 reps=57
  *         median_ms=12.3 min_ms=12.0 tokens=256 tok_s=20813 est_s=0.012 skipped=0
- *         checksum=123456789
+ *         checksum=123456789 start_ms=1.2 step_first_ms=0.1 step_last_ms=0.2
+ * start_ms, step_first_ms, step_last_ms: the probe's times (kv_decoder_start = encode,
+ * + cross-attention K/V when cached; the step at t = 0; the step at t = L − 1).
  * checksum: a hash of the generated tokens (cached and no-cache should agree: the same
  * greedy decode by two routes). Lines starting with '#' are information. Exit status is
  * non-zero if any case fails.
@@ -156,7 +158,11 @@ static tfm_status decode(seq2seq *m, bufs *b, int64_t S, int64_t L, bool no_cach
 }
 
 /* The probe (see the header): est = start + L · (step(0) + step(L − 1)) / 2. */
-static tfm_status probe(seq2seq *m, bufs *b, int64_t S, int64_t L, bool no_cache, double *est) {
+typedef struct probe_times {
+    double start, first, last, est; /* s: kv_decoder_start, step(0), step(L − 1), estimate */
+} probe_times;
+
+static tfm_status probe(seq2seq *m, bufs *b, int64_t S, int64_t L, bool no_cache, probe_times *pt) {
     kv_decoder d;
     double t0 = now_s();
     TFM_TRY(kv_decoder_start(&d, m, b->src, b->pad, BATCH, S, 1, L, false, no_cache));
@@ -181,7 +187,7 @@ static tfm_status probe(seq2seq *m, bufs *b, int64_t S, int64_t L, bool no_cache
         t_last = now_s() - t0;
     }
     kv_decoder_free(&d);
-    *est = t_start + (double)L * 0.5 * (t_first + t_last);
+    *pt = (probe_times){t_start, t_first, t_last, t_start + (double)L * 0.5 * (t_first + t_last)};
     return st;
 }
 
@@ -194,13 +200,17 @@ static uint64_t checksum(const int32_t *x, size_t n) {
 static int run_mode(const case_def *c, seq2seq *m, bufs *b, bool no_cache, const opts *o) {
     const int64_t L = c->L, S = c->L;
     const char *impl = no_cache ? "tfm-nocache" : "tfm-cached";
-    double est;
+    probe_times pt;
     /* a short probe first pays for first-use costs (threads, allocations) */
-    if (probe(m, b, S, L < 8 ? L : 8, no_cache, &est) || probe(m, b, S, L, no_cache, &est)) goto fail;
+    if (probe(m, b, S, L < 8 ? L : 8, no_cache, &pt) || probe(m, b, S, L, no_cache, &pt)) goto fail;
+    const double est = pt.est;
+    char probe_kv[128];
+    snprintf(probe_kv, sizeof probe_kv, "start_ms=%.3f step_first_ms=%.3f step_last_ms=%.3f",
+             1e3 * pt.start, 1e3 * pt.first, 1e3 * pt.last);
     if (est > o->budget) {
         printf("# %s %s skipped: estimated %.0f s > budget %.0f s\n", impl, c->name, est, o->budget);
-        printf("BENCH impl=%s case=%s model=%s L=%lld S=%lld batch=%d reps=0 est_s=%.3f skipped=1\n",
-               impl, c->name, c->model->name, (long long)L, (long long)S, BATCH, est);
+        printf("BENCH impl=%s case=%s model=%s L=%lld S=%lld batch=%d reps=0 est_s=%.3f skipped=1 %s\n",
+               impl, c->name, c->model->name, (long long)L, (long long)S, BATCH, est, probe_kv);
         fflush(stdout);
         return 0;
     }
@@ -224,10 +234,10 @@ static int run_mode(const case_def *c, seq2seq *m, bufs *b, bool no_cache, const
     double med = median(ts, reps);
     double tokens = (double)(BATCH * L);
     printf("BENCH impl=%s case=%s model=%s L=%lld S=%lld batch=%d reps=%d median_ms=%.3f min_ms=%.3f "
-           "tokens=%.0f tok_s=%.1f est_s=%.3f skipped=0 checksum=%llu\n",
+           "tokens=%.0f tok_s=%.1f est_s=%.3f skipped=0 checksum=%llu %s\n",
            impl, c->name, c->model->name, (long long)L, (long long)S, BATCH, reps, 1e3 * med,
            1e3 * ts[0], tokens, tokens / med, est,
-           (unsigned long long)checksum(b->out, (size_t)(BATCH * L)));
+           (unsigned long long)checksum(b->out, (size_t)(BATCH * L)), probe_kv);
     fflush(stdout);
     free(ts);
     return 0;

@@ -36,6 +36,8 @@ Output: '#' lines (torch version, threads, BLAS, environment), then one line per
 in bench_decode's format:
   BENCH impl=torch case=demo-32 model=demo L=32 S=32 batch=8 reps=57 median_ms=12.3
         min_ms=12.0 tokens=256 tok_s=20813 est_s=0.012 skipped=0 checksum=123
+        start_ms=1.2 step_first_ms=0.1 step_last_ms=0.2
+(the probe's times: encoder; decoder + generator over 1 token; over L tokens)
 Legend: N batch (8), S source length (= L), L target length, E d_model, H heads,
 F feed-forward width, V vocabulary (259).
 """
@@ -124,7 +126,9 @@ def probe(model, src, L):
         t0 = time.perf_counter()
         model.decode_last(ys, memory).argmax(dim=-1)
         steps.append(time.perf_counter() - t0)
-    return t_enc + L * 0.5 * (steps[0] + steps[1])
+    est = t_enc + L * 0.5 * (steps[0] + steps[1])
+    return est, (f"start_ms={1e3 * t_enc:.3f} step_first_ms={1e3 * steps[0]:.3f} "
+                 f"step_last_ms={1e3 * steps[1]:.3f}")
 
 
 def checksum(ids):  # FNV-1a over the ids, as bench_decode.c
@@ -144,10 +148,10 @@ def run_case(name, args):
     head = f"impl=torch case={name} model={mname} L={L} S={S} batch={BATCH}"
     with torch.inference_mode():
         probe(model, src, min(L, 8))  # the first calls pay for lazy initialisation
-        est = probe(model, src, L)
+        est, probe_kv = probe(model, src, L)
         if est > args.budget:
             print(f"# torch {name} skipped: estimated {est:.0f} s > budget {args.budget:.0f} s")
-            print(f"BENCH {head} reps=0 est_s={est:.3f} skipped=1", flush=True)
+            print(f"BENCH {head} reps=0 est_s={est:.3f} skipped=1 {probe_kv}", flush=True)
             return
         single = est > args.single_above
         if not single:
@@ -165,7 +169,7 @@ def run_case(name, args):
     tokens = BATCH * L
     print(f"BENCH {head} reps={len(ts)} median_ms={1e3 * med:.3f} min_ms={1e3 * min(ts):.3f} "
           f"tokens={tokens} tok_s={tokens / med:.1f} est_s={est:.3f} skipped=0 "
-          f"checksum={checksum(out)}", flush=True)
+          f"checksum={checksum(out)} {probe_kv}", flush=True)
 
 
 def header(args):
