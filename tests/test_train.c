@@ -181,6 +181,9 @@ static void test_sigkill_resume(void **state) {
     assert_int_equal(run_command(cmd), 0);
     assert_int_equal(checkpoint_step(out), 400);
     assert_true(files_equal(ref, out));
+    /* temporaries of killed saves are cleaned up by the next run */
+    snprintf(cmd, sizeof cmd, "ls %s.tmp.* 2>/dev/null | grep -q .", out);
+    assert_int_not_equal(run_command(cmd), 0);
 }
 
 static void test_translate_and_bad_data(void **state) {

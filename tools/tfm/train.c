@@ -1,6 +1,8 @@
 /* train.c — `tfm train --train PAIRS.tsv [--valid PAIRS.tsv] --out MODEL.safetensors …`:
  * trains a byte-level seq2seq Transformer on source<TAB>target lines. */
 #include <errno.h>
+#include <glob.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +123,22 @@ static int probe_output(const char *out) {
     return 0;
 }
 
+/* A run killed while saving leaves "<out>.tmp.<pid>" behind (the checkpoint itself is
+ * whole: it is only ever replaced by rename). Remove those of processes that are gone. */
+static void remove_stale_temporaries(const char *out) {
+    char pattern[4096];
+    snprintf(pattern, sizeof pattern, "%s.tmp.*", out);
+    glob_t g;
+    if (glob(pattern, GLOB_NOSORT, NULL, &g) != 0) return;
+    const size_t prefix = strlen(pattern) - 1; /* up to the '*' */
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char *end;
+        long pid = strtol(g.gl_pathv[i] + prefix, &end, 10);
+        if (*end == '\0' && pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) remove(g.gl_pathv[i]);
+    }
+    globfree(&g);
+}
+
 /* A fresh model and optimizer, or the checkpoint's when resuming from an existing file. */
 static tfm_status setup(const train_args *a, train_options *o, seq2seq *m, optimizer **opt,
                         train_progress *p) {
@@ -150,6 +168,7 @@ int cmd_train(int argc, char **argv) {
     if (!a.train || !a.out) return cli_fail("train", "--train and --out are required\n%s", usage);
     if (a.threads) tfm_set_num_threads(a.threads);
     if (probe_output(a.out)) return 1;
+    remove_stale_temporaries(a.out);
 
     tsv_limits lim;
     tsv_limits_default(&lim);
