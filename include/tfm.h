@@ -206,6 +206,21 @@ tfm_status tfm_generate_square_subsequent_mask(int64_t sz, float *out);
  * not depend on it. */
 void tfm_set_num_threads(int n);
 
+/* The instruction-set path of the SIMD kernels: "avx512", "avx2" or "generic" (plain C
+ * the compiler vectorises for the baseline ISA). Chosen on first use as the best the CPU
+ * supports, or as the environment variable TFM_CPU says. Results agree across paths to
+ * rounding (summation order differs), not bit for bit. */
+const char *tfm_cpu_path(void);
+
+/* Force a path by name (NULL or "" = the best supported). TFM_ERR_INVALID_ARG for an
+ * unknown name, TFM_ERR_UNSUPPORTED for a path this CPU or build cannot run. Call it
+ * before any other tfm work runs, from one thread. */
+tfm_status tfm_set_cpu_path(const char *name);
+
+/* TFM_OK if TFM_CPU is unset or names a path this machine can take; otherwise the
+ * error tfm_set_cpu_path would give (the kernels then use the best supported path). */
+tfm_status tfm_check_cpu_env(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "tfm.h"
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
     va_list ap;
@@ -27,13 +28,19 @@ static void usage(FILE *f) {
             "  translate --model MODEL.safetensors [--input FILE] [--batch B]\n"
             "          greedy-decode one output line per input line\n"
             "  demo [--task copy|reverse] [--steps N]\n"
-            "          check an exported PyTorch model, then train the copy task and test it\n");
+            "          check an exported PyTorch model, then train the copy task and test it\n"
+            "environment: TFM_CPU=avx512|avx2|generic forces the SIMD path (default: the\n"
+            "  best this CPU supports); OMP_NUM_THREADS sets the threads\n");
 }
 
 int main(int argc, char **argv) {
     /* A write past a file-size limit should fail with EFBIG and be reported like a full
      * disk, not kill the process: the previous checkpoint then stays intact. */
     signal(SIGXFSZ, SIG_IGN);
+    if (tfm_check_cpu_env() != TFM_OK) {
+        fprintf(stderr, "tfm: TFM_CPU: %s\n", tfm_last_error());
+        return 2;
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;
