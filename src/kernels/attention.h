@@ -48,10 +48,20 @@ tfm_status attention_forward(const attn_args *a, float *out, int64_t ldo, float 
                              float *lse, tfm_ws *ws);
 
 /* Gradients from dout (N, L, lddo), recomputing the weights from lse block by block
- * (dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(P∘dP)); dQ = dS·K/√D; dK = dSᵀ·Q/√D).
+ * (dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − δ) with δ_i = dO_i·O_i; dQ = dS·K/√D;
+ * dK = dSᵀ·Q/√D). out (N, L, ldo) is the forward's output O.
  * dq (N, L, lddq), dk (N, S, lddk), dv (N, S, lddv) are ACCUMULATED into. */
-tfm_status attention_backward(const attn_args *a, const float *lse, const float *dout,
-                              int64_t lddo, float *dq, int64_t lddq, float *dk, int64_t lddk,
-                              float *dv, int64_t lddv, tfm_ws *ws);
+tfm_status attention_backward(const attn_args *a, const float *lse, const float *out,
+                              int64_t ldo, const float *dout, int64_t lddo, float *dq,
+                              int64_t lddq, float *dk, int64_t lddk, float *dv, int64_t lddv,
+                              tfm_ws *ws);
+
+/* The plain-C references of the two (attention_ref.c): one query row at a time, for the
+ * tests. The backward reference takes δ as rowsum(P∘dP), so needs no O. */
+tfm_status attention_forward_reference(const attn_args *a, float *out, int64_t ldo,
+                                       float *weights, float *lse, tfm_ws *ws);
+tfm_status attention_backward_reference(const attn_args *a, const float *lse, const float *dout,
+                                        int64_t lddo, float *dq, int64_t lddq, float *dk,
+                                        int64_t lddk, float *dv, int64_t lddv, tfm_ws *ws);
 
 #endif

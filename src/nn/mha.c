@@ -230,7 +230,8 @@ tfm_status mha_backward(const mha_config *c, const mha_params *p, mha_params *g,
     memset(dK, 0, (size_t)(N * St * E) * sizeof(float));
     memset(dV, 0, (size_t)(N * St * E) * sizeof(float));
     attn_args a = make_args(c, k);
-    tfm_status st = attention_backward(&a, k->lse, dheads, E, dQ, E, dK, E, dV, E, ws);
+    tfm_status st = attention_backward(&a, k->lse, k->heads, E, dheads, E, dQ, E, dK, E, dV,
+                                       E, ws);
     if (st == TFM_OK) {
         if (St != S) {
             split_kv_grad(dK1, c->add_bias_kv ? g->bias_k : NULL, dK, N, S, St, E);

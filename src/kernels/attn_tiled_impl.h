@@ -1,0 +1,575 @@
+/* attn_tiled_impl.h — the tiled (flash-attention style) attention kernels, written once
+ * with GCC vector types and compiled once per instruction set: attn_tiled_avx512.c,
+ * attn_tiled_avx2.c and attn_tiled_generic.c define
+ *   ATT_VW      floats per vector (16, 8, 4)
+ *   ATT_NV      vectors per column tile of the micro-kernel
+ *   ATT_MR      rows per tile of the micro-kernel
+ *   ATT_FN(x)   the exported name of x for that instruction set (x ## _avx512, ...)
+ * and include this file. The design is described in docs/kernels.md.
+ *
+ * Forward, per (batch n, head h, block of ATT_BQ queries): for each block of ATT_BK keys,
+ * the score block S = Q·Kᵀ·scale + bias (ATT_BQ × ATT_BK, in L1), an online softmax per
+ * row (running max m, running sum l, the output accumulator O rescaled when m grows),
+ * O += P·V. At the end O /= l and lse = m + log l is saved for backward. Memory per
+ * thread: the head's K and V packed (O(S·D)) and one score block — never L × S.
+ * Backward, per (n, h): for each key block, for each query block, recompute P from lse,
+ * dP = dO·Vᵀ, dV += Pᵀ·dO, dS = P∘(dP − δ)·scale with δ_i = dO_i·O_i, dQ += dS·K,
+ * dK += dSᵀ·Q. One thread owns a whole head, in a fixed order: results do not depend on
+ * the thread count.
+ * All products go through one register-tiled micro-kernel (tile()): C (MR × NV vectors)
+ * += A·B with A read by strides (so Pᵀ and dSᵀ need no transposed copy) and B rows
+ * contiguous (packed panels).
+ * Legend: N batch, H heads, L queries, S keys, D head dim, Dp = D rounded up to ATT_VW.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "core/threads.h"
+#include "kernels/attn_tiled.h"
+
+#define ATT_BQ 64 /* queries per block (a multiple of ATT_MR) */
+#define ATT_BK 64 /* keys per block (a multiple of ATT_NV · ATT_VW) */
+
+typedef float vf __attribute__((vector_size(ATT_VW * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(ATT_VW * sizeof(int32_t))));
+
+#define ATT_INLINE static inline __attribute__((always_inline))
+
+ATT_INLINE vf vload(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+ATT_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+ATT_INLINE vf vsplat(float x) { return (vf){0} + x; }
+/* where m: a, else b (m lanes all ones or all zeros) */
+ATT_INLINE vf vselect(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+ATT_INLINE float vsum(vf v) {
+    float s = 0.0f;
+    for (int k = 0; k < ATT_VW; k++) s += v[k];
+    return s;
+}
+
+/* e^x lane by lane (Cephes-style: x = n·ln2 + r, a degree-6 polynomial in r, times 2^n),
+ * within 2 ulp of expf; x ≤ −88 gives 0 (−inf included), NaN stays NaN. Only used on
+ * x ≤ 0 (a score minus the running max) — x above 88 is clamped. */
+ATT_INLINE vf vexp(vf x) {
+    x = vselect(x < vsplat(-88.0f), vsplat(-88.0f), x);
+    x = vselect(x > vsplat(88.0f), vsplat(88.0f), x);
+    vf t = x * 1.44269504088896341f;
+    vf fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5·2^23 */
+    vf r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
+    vf p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    vi n = __builtin_convertvector(fn, vi);
+    vi bits = (n + 127) << 23; /* 2^n; n = −127 (x ≈ −88) gives 0 */
+    bits = bits & (vi)(n > -127);
+    return p * (vf)bits;
+}
+
+/* c (mr rows, ldc apart; nv vectors each) (+)= A · B over k < K, where A(r, k) is
+ * a[r·ars + k·aks] and row k of B starts at b + k·ldb. Constant mr, nv: registers. */
+ATT_INLINE void tile(const int mr, const int nv, int64_t K, const float *a, int64_t ars,
+                     int64_t aks, const float *b, int64_t ldb, float *c, int64_t ldc,
+                     const int accumulate) {
+    vf acc[ATT_MR][ATT_NV];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = accumulate ? vload(c + r * ldc + v * ATT_VW) : vsplat(0.0f);
+    for (int64_t k = 0; k < K; k++) {
+        vf bv[ATT_NV];
+        for (int v = 0; v < nv; v++) bv[v] = vload(b + k * ldb + v * ATT_VW);
+        for (int r = 0; r < mr; r++) {
+            vf ar = vsplat(a[r * ars + k * aks]);
+            for (int v = 0; v < nv; v++) acc[r][v] += ar * bv[v];
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) vstore(c + r * ldc + v * ATT_VW, acc[r][v]);
+}
+
+/* C (M, Nc) (+)= A (M, K) · B (K, Nc), Nc a multiple of ATT_VW; A by strides as tile(). */
+static void block_product(int64_t M, int64_t Nc, int64_t K, const float *a, int64_t ars,
+                          int64_t aks, const float *b, int64_t ldb, float *c, int64_t ldc,
+                          int accumulate) {
+    const int64_t W = ATT_NV * ATT_VW;
+    int64_t i = 0;
+    for (; i + ATT_MR <= M; i += ATT_MR) {
+        const float *ai = a + i * ars;
+        float *ci = c + i * ldc;
+        int64_t j = 0;
+        if (accumulate) {
+            for (; j + W <= Nc; j += W) tile(ATT_MR, ATT_NV, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1);
+            for (; j < Nc; j += ATT_VW) tile(ATT_MR, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1);
+        } else {
+            for (; j + W <= Nc; j += W) tile(ATT_MR, ATT_NV, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0);
+            for (; j < Nc; j += ATT_VW) tile(ATT_MR, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0);
+        }
+    }
+    for (; i < M; i++) {
+        const float *ai = a + i * ars;
+        float *ci = c + i * ldc;
+        for (int64_t j = 0; j < Nc; j += ATT_VW) {
+            if (accumulate)
+                tile(1, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1);
+            else
+                tile(1, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0);
+        }
+    }
+}
+
+static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* Where batch n's keys and values start. */
+static inline const float *keys_of(const attn_args *a, int64_t n) {
+    return a->k + n * (a->kbs ? a->kbs : a->S) * a->ldk;
+}
+static inline const float *values_of(const attn_args *a, int64_t n) {
+    return a->v + n * (a->vbs ? a->vbs : a->S) * a->ldv;
+}
+
+/* ---- packing: a head's keys or values into the layouts the micro-kernel reads ---- */
+
+/* Panels of ATT_BK rows transposed: panel b is (D, ATT_BK) at xT + b·D·ATT_BK, with
+ * xT[(b·D + d)·ATT_BK + jj] = x[(b·ATT_BK + jj)·ld + d]; rows past S are zero. */
+static void pack_panels_t(float *xT, const float *x, int64_t ld, int64_t S, int64_t D) {
+    const int64_t nb = (S + ATT_BK - 1) / ATT_BK;
+    for (int64_t b = 0; b < nb; b++) {
+        float *p = xT + b * D * ATT_BK;
+        const int64_t j0 = b * ATT_BK, bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
+        if (bk < ATT_BK) memset(p, 0, (size_t)(D * ATT_BK) * sizeof(float));
+        for (int64_t jj = 0; jj < bk; jj++) {
+            const float *row = x + (j0 + jj) * ld;
+            for (int64_t d = 0; d < D; d++) p[d * ATT_BK + jj] = row[d];
+        }
+    }
+}
+
+/* xp (rows, Dp) = x (rows, ld) with columns D..Dp zero. */
+static void pack_rows(float *xp, const float *x, int64_t ld, int64_t rows, int64_t D, int64_t Dp) {
+    for (int64_t j = 0; j < rows; j++) {
+        memcpy(xp + j * Dp, x + j * ld, (size_t)D * sizeof(float));
+        memset(xp + j * Dp + D, 0, (size_t)(Dp - D) * sizeof(float));
+    }
+}
+
+/* ---- scores ---- */
+
+/* s (bq, ATT_BK) = block scores of queries [i0, i0+bq) and keys [j0, j0+bk) of (n, h):
+ * q·k·scale + every mask; columns bk..ATT_BK become −inf. kT: the block's panel. */
+static void block_scores(float *s, const attn_args *a, const float *kT, int64_t n, int64_t h,
+                         int64_t i0, int64_t bq, int64_t j0, int64_t bk, float scale) {
+    const int64_t L = a->L, H = a->H;
+    const float *q = a->q + (n * L + i0) * a->ldq + h * a->D;
+    block_product(bq, ATT_BK, a->D, q, a->ldq, 1, kT, ATT_BK, s, ATT_BK, 0);
+    const attn_bias *b = a->bias;
+    const int64_t Sm = b ? b->masked_cols : 0;
+    const int64_t jm = Sm - j0 < bk ? (Sm - j0 > 0 ? Sm - j0 : 0) : bk; /* masked: [0, jm) */
+    for (int64_t r = 0; r < bq; r++) {
+        float *sr = s + r * ATT_BK;
+        for (int64_t jj = 0; jj < ATT_BK; jj++) sr[jj] *= scale;
+        for (int64_t jj = bk; jj < ATT_BK; jj++) sr[jj] = -INFINITY;
+        if (!b || jm == 0) continue;
+        const int64_t i = i0 + r;
+        if (b->attn) {
+            const float *m = b->attn + (b->attn_per_head ? (n * H + h) * L * Sm : 0) + i * Sm + j0;
+            for (int64_t jj = 0; jj < jm; jj++) sr[jj] += m[jj];
+        }
+        if (b->key_padding) {
+            const float *m = b->key_padding + n * Sm + j0;
+            for (int64_t jj = 0; jj < jm; jj++) sr[jj] += m[jj];
+        }
+        if (b->causal)
+            for (int64_t jj = i + 1 - j0 > 0 ? i + 1 - j0 : 0; jj < jm; jj++) sr[jj] = -INFINITY;
+    }
+}
+
+/* Whether every score of the block is masked by causality (then it is skipped). */
+static inline int block_all_causal(const attn_args *a, int64_t i_last, int64_t j0, int64_t bk) {
+    return a->bias && a->bias->causal && j0 > i_last && j0 + bk <= a->bias->masked_cols;
+}
+
+/* The largest of s[0..ATT_BK) — NaN if any is NaN. */
+static float row_max(const float *s) {
+    vf mx = vsplat(-INFINITY);
+    vi nan = (vi){0};
+    for (int64_t j = 0; j < ATT_BK; j += ATT_VW) {
+        vf x = vload(s + j);
+        mx = vselect(x > mx, x, mx);
+        nan |= (vi)(x != x);
+    }
+    float m = -INFINITY;
+    int any_nan = 0;
+    for (int k = 0; k < ATT_VW; k++) {
+        m = mx[k] > m ? mx[k] : m;
+        any_nan |= nan[k];
+    }
+    return any_nan ? NAN : m;
+}
+
+/* s[0..ATT_BK) = exp(s − m); returns their sum. */
+static float row_exp(float *s, float m) {
+    vf sum = vsplat(0.0f), mv = vsplat(m);
+    for (int64_t j = 0; j < ATT_BK; j += ATT_VW) {
+        vf e = vexp(vload(s + j) - mv);
+        vstore(s + j, e);
+        sum += e;
+    }
+    return vsum(sum);
+}
+
+/* s[0..bk) *= inverted-dropout factors of row (n, h, i), keys from j0. */
+static void row_dropout(float *s, const attn_args *a, int64_t n, int64_t h, int64_t i, int64_t j0,
+                        int64_t bk) {
+    const uint64_t base = (uint64_t)(((n * a->H + h) * a->L + i) * a->S + j0);
+    for (int64_t jj = 0; jj < bk; jj++)
+        s[jj] *= rng_dropout_scale(a->dropout_seed, base + (uint64_t)jj, a->dropout);
+}
+
+/* ---- forward ---- */
+
+/* Per-thread scratch of the forward, floats. */
+static size_t forward_scratch(int64_t S, int64_t D) {
+    const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
+    return (size_t)(Sp * D + Sp * Dp + ATT_BQ * ATT_BK + ATT_BQ * Dp + 2 * ATT_BQ + 64);
+}
+
+typedef struct fwd_scratch {
+    float *kT, *vp; /* the head's keys as panels (Sp/BK × (D, BK)), values (Sp, Dp) */
+    float *s, *o;   /* score block (BQ, BK), output accumulator (BQ, Dp) */
+    float *m, *l;   /* running max and sum per query row (BQ) */
+} fwd_scratch;
+
+static fwd_scratch split_forward(float *base, int64_t S, int64_t D) {
+    const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
+    fwd_scratch f;
+    f.kT = base;
+    f.vp = f.kT + Sp * D;
+    f.s = f.vp + Sp * Dp;
+    f.o = f.s + ATT_BQ * ATT_BK;
+    f.m = f.o + ATT_BQ * Dp;
+    f.l = f.m + ATT_BQ;
+    return f;
+}
+
+/* Online-softmax update of query row r with its score block s (ATT_BK); s becomes the
+ * (undropped) exp(s − m_new), or zeros while the row has seen only masked scores. */
+static void online_row(fwd_scratch *f, int64_t r, float *s, int64_t Dp) {
+    const float m_old = f->m[r], bm = row_max(s);
+    const float m_new = (m_old != m_old || bm != bm) ? NAN : (bm > m_old ? bm : m_old);
+    if (m_new == -INFINITY) {
+        memset(s, 0, ATT_BK * sizeof(float));
+        return;
+    }
+    if (m_new != m_old && m_old != -INFINITY) {
+        const float corr = expf(m_old - m_new);
+        f->l[r] *= corr;
+        float *o = f->o + r * Dp;
+        for (int64_t d = 0; d < Dp; d++) o[d] *= corr;
+    }
+    f->l[r] += row_exp(s, m_new);
+    f->m[r] = m_new;
+}
+
+/* Query rows [i0, i0+bq) of (n, h) against every key, the head already packed. */
+static void forward_block(const attn_args *a, fwd_scratch *f, float *out, int64_t ldo,
+                          float *lse, int64_t n, int64_t h, int64_t i0, int64_t bq, float scale) {
+    const int64_t S = a->S, D = a->D, Dp = round_up(D, ATT_VW);
+    for (int64_t r = 0; r < bq; r++) f->m[r] = -INFINITY, f->l[r] = 0.0f;
+    memset(f->o, 0, (size_t)(bq * Dp) * sizeof(float));
+    for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
+        const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
+        if (block_all_causal(a, i0 + bq - 1, j0, bk)) continue;
+        block_scores(f->s, a, f->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
+        for (int64_t r = 0; r < bq; r++) {
+            online_row(f, r, f->s + r * ATT_BK, Dp);
+            if (a->dropout > 0.0f) row_dropout(f->s + r * ATT_BK, a, n, h, i0 + r, j0, bk);
+        }
+        block_product(bq, Dp, bk, f->s, ATT_BK, 1, f->vp + j0 * Dp, Dp, f->o, Dp, 1);
+    }
+    for (int64_t r = 0; r < bq; r++) { /* f->m becomes the row's log-sum-exp */
+        const float l = f->l[r], inv = l != 0.0f ? 1.0f / l : 0.0f;
+        const int64_t i = i0 + r;
+        float *o = out + (n * a->L + i) * ldo + h * D, *acc = f->o + r * Dp;
+        for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+        f->m[r] = l != 0.0f ? f->m[r] + logf(l) : -INFINITY;
+        if (lse) lse[(n * a->H + h) * a->L + i] = f->m[r];
+    }
+}
+
+/* The weights of rows [i0, i0+bq) of (n, h), (bq, S) rows of `weights`, from their
+ * log-sum-exp (f->m after forward_block): a second pass over the keys, only when the
+ * caller asked for them. */
+static void weights_block(const attn_args *a, fwd_scratch *f, float *weights, int64_t n,
+                          int64_t h, int64_t i0, int64_t bq, float scale) {
+    const int64_t S = a->S, D = a->D, L = a->L;
+    for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
+        const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
+        block_scores(f->s, a, f->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
+        for (int64_t r = 0; r < bq; r++) {
+            const int64_t i = i0 + r;
+            float *s = f->s + r * ATT_BK;
+            const float l = f->m[r];
+            if (l == -INFINITY)
+                memset(s, 0, ATT_BK * sizeof(float));
+            else
+                row_exp(s, l);
+            if (a->dropout > 0.0f) row_dropout(s, a, n, h, i, j0, bk);
+            memcpy(weights + ((n * a->H + h) * L + i) * S + j0, s, (size_t)bk * sizeof(float));
+        }
+    }
+}
+
+/* ---- forward for a few queries (decoding): no packing, one row at a time ---- */
+
+/* Dot product of x and y (D). */
+static inline float dot(const float *x, const float *y, int64_t D) {
+    vf acc = vsplat(0.0f);
+    int64_t d = 0;
+    for (; d + ATT_VW <= D; d += ATT_VW) acc += vload(x + d) * vload(y + d);
+    float s = vsum(acc);
+    for (; d < D; d++) s += x[d] * y[d];
+    return s;
+}
+
+/* o (D) += w · x (D). */
+static inline void axpy(float *o, float w, const float *x, int64_t D) {
+    int64_t d = 0;
+    for (; d + ATT_VW <= D; d += ATT_VW) vstore(o + d, vload(o + d) + w * vload(x + d));
+    for (; d < D; d++) o[d] += w * x[d];
+}
+
+/* Query row i of (n, h): s (S + ATT_BK) scratch. */
+static void forward_row(const attn_args *a, float *out, int64_t ldo, float *weights, float *lse,
+                        int64_t n, int64_t h, int64_t i, float scale, float *s) {
+    const int64_t S = a->S, D = a->D, L = a->L, H = a->H;
+    const float *q = a->q + (n * L + i) * a->ldq + h * D;
+    const float *k = keys_of(a, n) + h * D, *v = values_of(a, n) + h * D;
+    for (int64_t j = 0; j < S; j++) s[j] = dot(q, k + j * a->ldk, D) * scale;
+    const attn_bias *b = a->bias;
+    if (b) {
+        const int64_t Sm = b->masked_cols;
+        if (b->attn) {
+            const float *m = b->attn + (b->attn_per_head ? (n * H + h) * L * Sm : 0) + i * Sm;
+            for (int64_t j = 0; j < Sm; j++) s[j] += m[j];
+        }
+        if (b->key_padding)
+            for (int64_t j = 0; j < Sm; j++) s[j] += b->key_padding[n * Sm + j];
+        if (b->causal)
+            for (int64_t j = i + 1; j < Sm; j++) s[j] = -INFINITY;
+    }
+    /* softmax over S in blocks of ATT_BK (the tail padded with −inf) */
+    const int64_t Sp = round_up(S, ATT_BK);
+    for (int64_t j = S; j < Sp; j++) s[j] = -INFINITY;
+    float m = -INFINITY;
+    for (int64_t j0 = 0; j0 < Sp; j0 += ATT_BK) {
+        float bm = row_max(s + j0);
+        m = (m != m || bm != bm) ? NAN : (bm > m ? bm : m);
+    }
+    float *o = out + (n * L + i) * ldo + h * D;
+    memset(o, 0, (size_t)D * sizeof(float));
+    if (m == -INFINITY) {
+        if (lse) lse[(n * H + h) * L + i] = -INFINITY;
+        if (weights) memset(weights + ((n * H + h) * L + i) * S, 0, (size_t)S * sizeof(float));
+        return;
+    }
+    float l = 0.0f;
+    for (int64_t j0 = 0; j0 < Sp; j0 += ATT_BK) l += row_exp(s + j0, m);
+    const float inv = 1.0f / l;
+    for (int64_t j = 0; j < S; j++) s[j] *= inv;
+    if (a->dropout > 0.0f) row_dropout(s, a, n, h, i, 0, S);
+    if (lse) lse[(n * H + h) * L + i] = m + logf(l);
+    if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
+    for (int64_t j = 0; j < S; j++) axpy(o, s[j], v + j * a->ldv, D);
+}
+
+tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ldo, float *weights,
+                                      float *lse, tfm_ws *ws) {
+    const int64_t N = a->N, H = a->H, L = a->L, S = a->S, D = a->D;
+    const int nthreads = tfm_max_threads();
+    const float scale = 1.0f / sqrtf((float)D);
+    const int few = L < ATT_MR; /* decoding: a handful of queries per head */
+    const size_t per_thread = few ? (size_t)round_up(S, ATT_BK) + 64 : forward_scratch(S, D);
+    ws_mark_t mark = ws_mark(ws);
+    float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
+    if (!scratch) return tfm_error(TFM_ERR_NOMEM, "attention: cannot allocate scratch");
+    const int64_t nqb = few ? L : (L + ATT_BQ - 1) / ATT_BQ;
+    const int64_t items = N * H * nqb;
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *mine = scratch + per_thread * (size_t)tfm_thread_id();
+        fwd_scratch f = split_forward(mine, few ? 0 : S, D);
+        int64_t packed = -1;
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t nh = it / nqb, qb = it % nqb, n = nh / H, h = nh % H;
+            if (few) {
+                forward_row(a, out, ldo, weights, lse, n, h, qb, scale, mine);
+                continue;
+            }
+            if (nh != packed) {
+                pack_panels_t(f.kT, keys_of(a, n) + h * D, a->ldk, S, D);
+                pack_rows(f.vp, values_of(a, n) + h * D, a->ldv, S, D, round_up(D, ATT_VW));
+                memset(f.vp + S * round_up(D, ATT_VW), 0,
+                       (size_t)((round_up(S, ATT_BK) - S) * round_up(D, ATT_VW)) * sizeof(float));
+                packed = nh;
+            }
+            const int64_t i0 = qb * ATT_BQ, bq = L - i0 < ATT_BQ ? L - i0 : ATT_BQ;
+            forward_block(a, &f, out, ldo, lse, n, h, i0, bq, scale);
+            if (weights) weights_block(a, &f, weights, n, h, i0, bq, scale);
+        }
+    }
+    ws_release(ws, mark);
+    return TFM_OK;
+}
+
+/* ---- backward ---- */
+
+/* Per-thread scratch of the backward, floats. */
+static size_t backward_scratch(int64_t L, int64_t S, int64_t D) {
+    const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
+    return (size_t)(2 * Sp * D + Sp * Dp + 3 * L * Dp + 2 * L + 3 * ATT_BQ * ATT_BK +
+                    2 * ATT_BK * Dp + 64);
+}
+
+typedef struct bwd_scratch {
+    float *kT, *vT;        /* keys and values as transposed panels (Sp/BK × (D, BK)) */
+    float *kp;             /* keys (Sp, Dp) */
+    float *qp, *dop, *dq;  /* queries, output gradient, dQ accumulator (L, Dp) */
+    float *lse, *delta;    /* per query row (L): log-sum-exp, δ = dO·O */
+    float *p, *pd, *ds;    /* blocks (BQ, BK): P, P after dropout, dP then dS */
+    float *dk, *dv;        /* the key block's dK, dV accumulators (BK, Dp) */
+} bwd_scratch;
+
+static bwd_scratch split_backward(float *base, int64_t L, int64_t S, int64_t D) {
+    const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
+    bwd_scratch b;
+    b.kT = base;
+    b.vT = b.kT + Sp * D;
+    b.kp = b.vT + Sp * D;
+    b.qp = b.kp + Sp * Dp;
+    b.dop = b.qp + L * Dp;
+    b.dq = b.dop + L * Dp;
+    b.lse = b.dq + L * Dp;
+    b.delta = b.lse + L;
+    b.p = b.delta + L;
+    b.pd = b.p + ATT_BQ * ATT_BK;
+    b.ds = b.pd + ATT_BQ * ATT_BK;
+    b.dk = b.ds + ATT_BQ * ATT_BK;
+    b.dv = b.dk + ATT_BK * Dp;
+    return b;
+}
+
+/* Pack head (n, h) for backward: K, V panels, K rows, Q and dO rows, lse and δ. */
+static void backward_pack(const attn_args *a, bwd_scratch *b, const float *lse, const float *out,
+                          int64_t ldo, const float *dout, int64_t lddo, int64_t n, int64_t h) {
+    const int64_t L = a->L, S = a->S, D = a->D, Dp = round_up(D, ATT_VW);
+    const int64_t Sp = round_up(S, ATT_BK);
+    pack_panels_t(b->kT, keys_of(a, n) + h * D, a->ldk, S, D);
+    pack_panels_t(b->vT, values_of(a, n) + h * D, a->ldv, S, D);
+    pack_rows(b->kp, keys_of(a, n) + h * D, a->ldk, S, D, Dp);
+    memset(b->kp + S * Dp, 0, (size_t)((Sp - S) * Dp) * sizeof(float));
+    pack_rows(b->qp, a->q + n * L * a->ldq + h * D, a->ldq, L, D, Dp);
+    pack_rows(b->dop, dout + n * L * lddo + h * D, lddo, L, D, Dp);
+    memset(b->dq, 0, (size_t)(L * Dp) * sizeof(float));
+    memcpy(b->lse, lse + (n * a->H + h) * L, (size_t)L * sizeof(float));
+    for (int64_t i = 0; i < L; i++)
+        b->delta[i] = dot(b->dop + i * Dp, out + (n * L + i) * ldo + h * D, D);
+}
+
+/* One (query block, key block) pair of head (n, h): P, dP, then dV, dS, dQ, dK. */
+static void backward_pair(const attn_args *a, bwd_scratch *b, int64_t n, int64_t h, int64_t i0,
+                          int64_t bq, int64_t j0, int64_t bk, float scale) {
+    const int64_t D = a->D, Dp = round_up(D, ATT_VW);
+    block_scores(b->p, a, b->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
+    const float *dO = b->dop + i0 * Dp;
+    block_product(bq, ATT_BK, D, dO, Dp, 1, b->vT + j0 * D, ATT_BK, b->ds, ATT_BK, 0);
+    const int drop = a->dropout > 0.0f;
+    for (int64_t r = 0; r < bq; r++) {
+        float *p = b->p + r * ATT_BK, *dp = b->ds + r * ATT_BK, *pd = b->pd + r * ATT_BK;
+        const float l = b->lse[i0 + r], delta = b->delta[i0 + r];
+        if (l == -INFINITY) { /* fully masked row: no gradient */
+            memset(p, 0, ATT_BK * sizeof(float));
+            memset(dp, 0, ATT_BK * sizeof(float));
+            if (drop) memset(pd, 0, ATT_BK * sizeof(float));
+            continue;
+        }
+        row_exp(p, l); /* P, as forward had it */
+        if (drop) {
+            memcpy(pd, p, ATT_BK * sizeof(float));
+            const uint64_t base = (uint64_t)(((n * a->H + h) * a->L + i0 + r) * a->S + j0);
+            for (int64_t jj = 0; jj < bk; jj++) {
+                const float keep = rng_dropout_scale(a->dropout_seed, base + (uint64_t)jj, a->dropout);
+                pd[jj] *= keep;
+                dp[jj] *= keep;
+            }
+        }
+        for (int64_t jj = 0; jj < ATT_BK; jj++) dp[jj] = p[jj] * (dp[jj] - delta) * scale;
+    }
+    /* dV (bk, Dp) += Pdᵀ (bk, bq) · dO (bq, Dp) */
+    block_product(bk, Dp, bq, drop ? b->pd : b->p, 1, ATT_BK, dO, Dp, b->dv, Dp, 1);
+    /* dQ (bq, Dp) += dS (bq, bk) · K (bk, Dp) */
+    block_product(bq, Dp, bk, b->ds, ATT_BK, 1, b->kp + j0 * Dp, Dp, b->dq + i0 * Dp, Dp, 1);
+    /* dK (bk, Dp) += dSᵀ (bk, bq) · Q (bq, Dp) */
+    block_product(bk, Dp, bq, b->ds, 1, ATT_BK, b->qp + i0 * Dp, Dp, b->dk, Dp, 1);
+}
+
+/* dst (rows, ld) += src (rows, Dp), the first D columns. */
+static void add_rows(float *dst, int64_t ld, const float *src, int64_t Dp, int64_t rows, int64_t D) {
+    for (int64_t j = 0; j < rows; j++)
+        for (int64_t d = 0; d < D; d++) dst[j * ld + d] += src[j * Dp + d];
+}
+
+/* Every gradient of head (n, h): key blocks outer (their dK, dV stay in cache), query
+ * blocks inner; dQ accumulates over key blocks in b->dq. */
+static void backward_head(const attn_args *a, bwd_scratch *b, float *dq, int64_t lddq, float *dk,
+                          int64_t lddk, float *dv, int64_t lddv, int64_t n, int64_t h, float scale) {
+    const int64_t L = a->L, S = a->S, D = a->D, Dp = round_up(D, ATT_VW);
+    for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
+        const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
+        memset(b->dk, 0, (size_t)(2 * ATT_BK * Dp) * sizeof(float)); /* dk and dv */
+        for (int64_t i0 = 0; i0 < L; i0 += ATT_BQ) {
+            const int64_t bq = L - i0 < ATT_BQ ? L - i0 : ATT_BQ;
+            if (block_all_causal(a, i0 + bq - 1, j0, bk)) continue;
+            backward_pair(a, b, n, h, i0, bq, j0, bk, scale);
+        }
+        add_rows(dk + (n * S + j0) * lddk + h * D, lddk, b->dk, Dp, bk, D);
+        add_rows(dv + (n * S + j0) * lddv + h * D, lddv, b->dv, Dp, bk, D);
+    }
+    add_rows(dq + n * L * lddq + h * D, lddq, b->dq, Dp, L, D);
+}
+
+tfm_status ATT_FN(attn_tiled_backward)(const attn_args *a, const float *lse, const float *out,
+                                       int64_t ldo, const float *dout, int64_t lddo, float *dq,
+                                       int64_t lddq, float *dk, int64_t lddk, float *dv,
+                                       int64_t lddv, tfm_ws *ws) {
+    const int64_t N = a->N, H = a->H, L = a->L, S = a->S, D = a->D;
+    const int nthreads = tfm_max_threads();
+    const size_t per_thread = backward_scratch(L, S, D);
+    ws_mark_t mark = ws_mark(ws);
+    float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
+    if (!scratch) return tfm_error(TFM_ERR_NOMEM, "attention backward: cannot allocate scratch");
+    const float scale = 1.0f / sqrtf((float)D);
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        bwd_scratch b = split_backward(scratch + per_thread * (size_t)tfm_thread_id(), L, S, D);
+#pragma omp for schedule(static)
+        for (int64_t nh = 0; nh < N * H; nh++) {
+            const int64_t n = nh / H, h = nh % H;
+            backward_pack(a, &b, lse, out, ldo, dout, lddo, n, h);
+            backward_head(a, &b, dq, lddq, dk, lddk, dv, lddv, n, h, scale);
+        }
+    }
+    ws_release(ws, mark);
+    return TFM_OK;
+}
