@@ -44,7 +44,8 @@ ATT_INLINE vf vload(const float *p) {
     return v;
 }
 ATT_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-ATT_INLINE vf vsplat(float x) { return (vf){0} + x; }
+/* x − 0 is exact (+0 + −0 would not be), so the compiler folds it to a bare broadcast */
+ATT_INLINE vf vsplat(float x) { return x - (vf){0}; }
 /* where m: a, else b (m lanes all ones or all zeros) */
 ATT_INLINE vf vselect(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 ATT_INLINE float vsum(vf v) {
@@ -96,6 +97,30 @@ ATT_INLINE void tile(const int mr, const int nv, int64_t K, const float *a, int6
         for (int v = 0; v < nv; v++) vstore(c + r * ldc + v * ATT_VW, acc[r][v]);
 }
 
+/* The last mr < ATT_MR rows of a product: one vector column at a time, mr constant. */
+static void edge_rows(int mr, int64_t Nc, int64_t K, const float *a, int64_t ars, int64_t aks,
+                      const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate) {
+#define ATT_EDGE(R)                                                                          \
+    case R:                                                                                  \
+        for (int64_t j = 0; j < Nc; j += ATT_VW)                                             \
+            if (accumulate)                                                                  \
+                tile(R, 1, K, a, ars, aks, b + j, ldb, c + j, ldc, 1);                       \
+            else                                                                             \
+                tile(R, 1, K, a, ars, aks, b + j, ldb, c + j, ldc, 0);                       \
+        break;
+    switch (mr) {
+        ATT_EDGE(1)
+        ATT_EDGE(2)
+        ATT_EDGE(3)
+#if ATT_MR > 4
+        ATT_EDGE(4)
+        ATT_EDGE(5)
+#endif
+    default: break;
+    }
+#undef ATT_EDGE
+}
+
 /* C (M, Nc) (+)= A (M, K) · B (K, Nc), Nc a multiple of ATT_VW; A by strides as tile(). */
 static void block_product(int64_t M, int64_t Nc, int64_t K, const float *a, int64_t ars,
                           int64_t aks, const float *b, int64_t ldb, float *c, int64_t ldc,
@@ -114,16 +139,8 @@ static void block_product(int64_t M, int64_t Nc, int64_t K, const float *a, int6
             for (; j < Nc; j += ATT_VW) tile(ATT_MR, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0);
         }
     }
-    for (; i < M; i++) {
-        const float *ai = a + i * ars;
-        float *ci = c + i * ldc;
-        for (int64_t j = 0; j < Nc; j += ATT_VW) {
-            if (accumulate)
-                tile(1, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1);
-            else
-                tile(1, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0);
-        }
-    }
+    if (i < M) edge_rows((int)(M - i), Nc, K, a + i * ars, ars, aks, b, ldb, c + i * ldc, ldc,
+                         accumulate);
 }
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
