@@ -19,7 +19,7 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tfm <command> [options]\n"
+            "usage: tfm <command> [options]   (tfm --version: version and SIMD path)\n"
             "commands:\n"
             "  forward --model M.safetensors --input IN.safetensors --output OUT.safetensors\n"
             "          run a PyTorch module exported to safetensors on the inputs in IN\n"
@@ -49,6 +49,10 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "translate")) return cmd_translate(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("tfm %s\nsimd: %s\n", TFM_VERSION, tfm_cpu_path());
+        return 0;
+    }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
