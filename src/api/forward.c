@@ -58,7 +58,7 @@ static tfm_status load_seq(tfm_ws *ws, const tfm_tensor *t, const char *name, bo
     s->L = batch_first ? t->shape[1] : t->shape[0];
     if ((double)s->N * (double)s->L * (double)s->E > 9e15)
         return tfm_error(TFM_ERR_SHAPE, "input '%s' is too large", name);
-    if (batch_first || s->N == 0 || s->L == 0 || s->E == 0) { /* nothing to move */
+    if (batch_first || s->N <= 1 || s->L <= 1 || s->E == 0) { /* nothing to move */
         s->data = t->data;
         return TFM_OK;
     }

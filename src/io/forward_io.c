@@ -75,6 +75,27 @@ static const struct {
     {"memory_is_causal", offsetof(tfm_inputs, memory_is_causal)},
 };
 
+/* Self-attention exported from PyTorch stores query, key and value as three equal
+ * tensors: an F32 input equal to one taken before shares its buffer, so that the
+ * module sees one tensor (one copy in memory, one fused projection). True if shared. */
+static bool share_equal(const st_file *f, const st_tensor *t, tfm_tensor *dst,
+                        const forward_inputs *fi) {
+    static const size_t slots[] = {offsetof(tfm_inputs, query), offsetof(tfm_inputs, key),
+                                   offsetof(tfm_inputs, src), offsetof(tfm_inputs, tgt),
+                                   offsetof(tfm_inputs, memory)};
+    for (size_t i = 0; i < sizeof slots / sizeof *slots; i++) {
+        const tfm_tensor *o = (const tfm_tensor *)((const char *)&fi->in + slots[i]);
+        if (!o->data || o == dst || o->dtype != TFM_F32 || o->ndim != t->ndim) continue;
+        bool same_shape = true;
+        for (int d = 0; d < t->ndim; d++) same_shape &= o->shape[d] == t->shape[d];
+        if (same_shape && memcmp(o->data, t->data, (size_t)t->numel * sizeof(float)) == 0) {
+            *dst = *o;
+            return true;
+        }
+    }
+    return false;
+}
+
 static tfm_status take_tensor(const st_file *f, const st_tensor *t, const input_slot *s,
                               forward_inputs *fi) {
     tfm_tensor *dst = (tfm_tensor *)((char *)&fi->in + s->offset);
@@ -90,6 +111,7 @@ static tfm_status take_tensor(const st_file *f, const st_tensor *t, const input_
                          t->name, st_dtype_name(t->dtype), s->mask ? "BOOL or F32" : "F32");
     if (fi->nbuf >= FORWARD_MAX_INPUTS)
         return tfm_error(TFM_ERR_FORMAT, "%s: too many inputs", file);
+    if (t->dtype == ST_F32 && share_equal(f, t, dst, fi)) return TFM_OK;
     size_t bytes = (size_t)t->numel * (is_bool ? 1 : sizeof(float));
     void *buf = malloc(bytes ? bytes : 1);
     if (!buf) return tfm_error(TFM_ERR_NOMEM, "%s: out of memory for input '%s'", file, t->name);

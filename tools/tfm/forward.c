@@ -54,6 +54,8 @@ static tfm_status run(const char *model, const char *input, const char *output,
     tfm_status st = tfm_module_load(model, &m);
     if (st == TFM_OK) st = st_open(input, &f);
     if (st == TFM_OK) st = forward_inputs_read(f, tfm_module_config(m)->module, &fi);
+    st_close(f); /* the inputs are copied: unmap the file (its pages would stay resident) */
+    f = NULL;
     if (st == TFM_OK && grad_output) st = read_grad_output(grad_output, &dy, &dy_buf);
     if (st == TFM_OK) {
         /* evaluation mode either way: with gradients, as PyTorch's module.eval() under autograd */
