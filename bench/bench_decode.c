@@ -39,10 +39,12 @@
  *
  * Usage: bench_decode [--case NAME]... [--mode cached|nocache|both] [--min-time SEC]
  *                     [--min-reps R] [--max-reps R] [--warmup W] [--budget SEC]
- *                     [--single-above SEC]
+ *                     [--single-above SEC] [--impl NAME]
  *        bench_decode --list            (the case names, one a line)
+ *        bench_decode --info            (the '#' header line only: SIMD path, threads)
  *
- * Output, one line per case and mode (keys fixed, values without spaces):
+ * Output: a '#' header line (bench/common.h), then one line per case and mode (keys
+ * fixed, values without spaces):
  *   BENCH impl=tfm-cached case=demo-32 model=demo L=32 S=32 batch=8 reps=57
  *         median_ms=12.3 min_ms=12.0 tokens=256 tok_s=20813 est_s=0.012 skipped=0
  *         checksum=123456789 start_ms=1.2 step_first_ms=0.1 step_last_ms=0.2
@@ -56,12 +58,7 @@
  * d_model, H heads, F feed-forward width, V vocabulary, T step capacity.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
+#include "common.h"
 #include "core/status.h"
 #include "decode/kv_decoder.h"
 #include "model/seq2seq.h"
@@ -91,33 +88,11 @@ typedef struct case_def {
     char name[32];
 } case_def;
 
-typedef struct opts {
-    double min_time, budget, single_above;
-    int min_reps, max_reps, warmup;
+/* The options of bench_decode beyond bench/common.h's. */
+typedef struct decode_opts {
+    double budget, single_above;
     bool cached, nocache;
-} opts;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-/* A 64-bit LCG (high bits), as bench_train.c: the same ids in bench_decode_torch.py. */
-static uint64_t lcg_next(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
-}
+} decode_opts;
 
 /* ---- one decode -------------------------------------------------------------------- */
 typedef struct bufs {
@@ -164,13 +139,13 @@ typedef struct probe_times {
 
 static tfm_status probe(seq2seq *m, bufs *b, int64_t S, int64_t L, bool no_cache, probe_times *pt) {
     kv_decoder d;
-    double t0 = now_s();
+    double t0 = bench_now();
     TFM_TRY(kv_decoder_start(&d, m, b->src, b->pad, BATCH, S, 1, L, false, no_cache));
-    double t_start = now_s() - t0;
+    double t_start = bench_now() - t0;
     for (int64_t r = 0; r < BATCH; r++) b->tokens[r] = TOK_BOS;
-    t0 = now_s();
+    t0 = bench_now();
     tfm_status st = kv_decoder_step(&d, b->tokens, b->logp);
-    double t_first = now_s() - t0, t_last = t_first;
+    double t_first = bench_now() - t0, t_last = t_first;
     if (st == TFM_OK && L > 1) {
         /* Jump to the last step: a prefix of BOS + bytes; zeros in the self-attention
          * cache (its values do not change the cost). */
@@ -182,9 +157,9 @@ static tfm_status probe(seq2seq *m, bufs *b, int64_t S, int64_t L, bool no_cache
             memset(d.self_v, 0, self * sizeof(float));
         }
         d.t = L - 1;
-        t0 = now_s();
+        t0 = bench_now();
         st = kv_decoder_step(&d, b->tokens, b->logp);
-        t_last = now_s() - t0;
+        t_last = bench_now() - t0;
     }
     kv_decoder_free(&d);
     *pt = (probe_times){t_start, t_first, t_last, t_start + (double)L * 0.5 * (t_first + t_last)};
@@ -197,9 +172,11 @@ static uint64_t checksum(const int32_t *x, size_t n) {
     return h;
 }
 
-static int run_mode(const case_def *c, seq2seq *m, bufs *b, bool no_cache, const opts *o) {
+static int run_mode(const case_def *c, seq2seq *m, bufs *b, bool no_cache, const bench_opts *o,
+                    const decode_opts *d) {
     const int64_t L = c->L, S = c->L;
-    const char *impl = no_cache ? "tfm-nocache" : "tfm-cached";
+    char impl[64]; /* IMPL-cached or IMPL-nocache */
+    snprintf(impl, sizeof impl, "%s-%s", o->impl, no_cache ? "nocache" : "cached");
     probe_times pt;
     /* a short probe first pays for first-use costs (threads, allocations) */
     if (probe(m, b, S, L < 8 ? L : 8, no_cache, &pt) || probe(m, b, S, L, no_cache, &pt)) goto fail;
@@ -207,16 +184,18 @@ static int run_mode(const case_def *c, seq2seq *m, bufs *b, bool no_cache, const
     char probe_kv[128];
     snprintf(probe_kv, sizeof probe_kv, "start_ms=%.3f step_first_ms=%.3f step_last_ms=%.3f",
              1e3 * pt.start, 1e3 * pt.first, 1e3 * pt.last);
-    if (est > o->budget) {
-        printf("# %s %s skipped: estimated %.0f s > budget %.0f s\n", impl, c->name, est, o->budget);
-        printf("BENCH impl=%s case=%s model=%s L=%lld S=%lld batch=%d reps=0 est_s=%.3f skipped=1 %s\n",
-               impl, c->name, c->model->name, (long long)L, (long long)S, BATCH, est, probe_kv);
-        fflush(stdout);
+    char head[96];
+    snprintf(head, sizeof head, " model=%s L=%lld S=%lld batch=%d", c->model->name, (long long)L,
+             (long long)S, BATCH);
+    if (est > d->budget) {
+        printf("# %s %s skipped: estimated %.0f s > budget %.0f s\n", impl, c->name, est, d->budget);
+        bench_line(impl, c->name, "%s reps=0 est_s=%.3f skipped=1 %s", head, est, probe_kv);
         return 0;
     }
-    bool single = est > o->single_above;
-    int max_reps = single ? 1 : o->max_reps;
-    double *ts = malloc((size_t)max_reps * sizeof(double));
+    bool single = est > d->single_above;
+    bench_opts timed = *o; /* a single decode (no warm-up) when it is estimated slow */
+    if (single) timed.min_reps = timed.max_reps = 1;
+    double *ts = malloc((size_t)timed.max_reps * sizeof(double));
     if (!ts) {
         fprintf(stderr, "bench_decode: out of memory\n");
         return 1;
@@ -224,21 +203,19 @@ static int run_mode(const case_def *c, seq2seq *m, bufs *b, bool no_cache, const
     if (!single)
         for (int i = 0; i < o->warmup; i++)
             if (decode(m, b, S, L, no_cache)) goto fail_free;
-    int reps = 0;
-    double start = now_s();
-    while (reps < max_reps && (reps < (single ? 1 : o->min_reps) || now_s() - start < o->min_time)) {
-        double t0 = now_s();
+    bench_loop l;
+    for (l = bench_loop_start(&timed); bench_loop_more(&l); l.reps++) {
+        double t0 = bench_now();
         if (decode(m, b, S, L, no_cache)) goto fail_free;
-        ts[reps++] = now_s() - t0;
+        ts[l.reps] = bench_now() - t0;
     }
-    double med = median(ts, reps);
+    double med = bench_median(ts, l.reps);
     double tokens = (double)(BATCH * L);
-    printf("BENCH impl=%s case=%s model=%s L=%lld S=%lld batch=%d reps=%d median_ms=%.3f min_ms=%.3f "
-           "tokens=%.0f tok_s=%.1f est_s=%.3f skipped=0 checksum=%llu %s\n",
-           impl, c->name, c->model->name, (long long)L, (long long)S, BATCH, reps, 1e3 * med,
-           1e3 * ts[0], tokens, tokens / med, est,
-           (unsigned long long)checksum(b->out, (size_t)(BATCH * L)), probe_kv);
-    fflush(stdout);
+    bench_line(impl, c->name,
+               "%s reps=%d median_ms=%.3f min_ms=%.3f tokens=%.0f tok_s=%.1f est_s=%.3f skipped=0"
+               " checksum=%llu %s",
+               head, l.reps, 1e3 * med, 1e3 * ts[0], tokens, tokens / med, est,
+               (unsigned long long)checksum(b->out, (size_t)(BATCH * L)), probe_kv);
     free(ts);
     return 0;
 fail_free:
@@ -248,7 +225,7 @@ fail:
     return 1;
 }
 
-static int run_case(const case_def *c, const opts *o) {
+static int run_case(const case_def *c, const bench_opts *o, const decode_opts *d) {
     const model_def *md = c->model;
     const int64_t L = c->L, S = c->L;
     seq2seq_config cfg = {.vocab = VOCAB, .d_model = md->E, .nhead = md->H,
@@ -268,7 +245,7 @@ static int run_case(const case_def *c, const opts *o) {
         goto done;
     }
     uint64_t s = 12345;
-    for (int64_t i = 0; i < BATCH * S; i++) b.src[i] = TOK_BYTE0 + (int32_t)(lcg_next(&s) % 256);
+    for (int64_t i = 0; i < BATCH * S; i++) b.src[i] = TOK_BYTE0 + (int32_t)(bench_lcg_next(&s) % 256);
     if (seq2seq_create(&m, &cfg)) {
         fprintf(stderr, "bench_decode: %s: %s\n", c->name, tfm_last_error());
         goto done;
@@ -276,98 +253,73 @@ static int run_case(const case_def *c, const opts *o) {
     created = true;
     seq2seq_init(&m, 1);
     rc = 0;
-    if (o->cached) rc |= run_mode(c, &m, &b, false, o);
-    if (o->nocache) rc |= run_mode(c, &m, &b, true, o);
+    if (d->cached) rc |= run_mode(c, &m, &b, false, o, d);
+    if (d->nocache) rc |= run_mode(c, &m, &b, true, o, d);
 done:
     if (created) seq2seq_free(&m);
     free(b.src), free(b.pad), free(b.tokens), free(b.out), free(b.logp);
     return rc;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: bench_decode [--case NAME]... [--mode cached|nocache|both] [--min-time SEC]\n"
-               "                    [--min-reps R] [--max-reps R] [--warmup W] [--budget SEC]\n"
-               "                    [--single-above SEC]\n"
-               "       bench_decode --list\n"
-               "cases: MODEL-L, MODEL in");
-    for (int i = 0; i < NMODELS; i++) fprintf(f, " %s", MODELS[i].name);
-    fprintf(f, ", L in");
-    for (int i = 0; i < NLENGTHS; i++) fprintf(f, " %lld", (long long)LENGTHS[i]);
-    fprintf(f, " (or MODEL alone: all its lengths)\n");
+/* --mode cached|nocache|both, --budget SEC, --single-above SEC. */
+static int parse_decode_opt(void *ctx, int argc, char **argv, int i) {
+    decode_opts *d = ctx;
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v) return 0;
+    if (!strcmp(a, "--budget")) d->budget = atof(v);
+    else if (!strcmp(a, "--single-above")) d->single_above = atof(v);
+    else if (!strcmp(a, "--mode") && !strcmp(v, "cached")) d->cached = true, d->nocache = false;
+    else if (!strcmp(a, "--mode") && !strcmp(v, "nocache")) d->cached = false, d->nocache = true;
+    else if (!strcmp(a, "--mode") && !strcmp(v, "both")) d->cached = d->nocache = true;
+    else return 0;
+    return 2;
 }
 
+static const char USAGE[] =
+    "usage: bench_decode [--case NAME]... [--mode cached|nocache|both] [--min-time SEC]\n"
+    "                    [--min-reps R] [--max-reps R] [--warmup W] [--budget SEC]\n"
+    "                    [--single-above SEC] [--impl NAME]\n"
+    "       bench_decode --list | --info\n"
+    "       (--case MODEL alone selects all of its lengths)\n";
+
 int main(int argc, char **argv) {
-    opts o = {.min_time = 2.0, .min_reps = 3, .max_reps = 10000, .warmup = 1, .budget = 180,
-              .single_above = 10, .cached = true, .nocache = true};
-    static case_def all[NMODELS * NLENGTHS];
+    bench_opts o = {.impl = "tfm", .min_time = 2.0, .min_reps = 3, .max_reps = 10000, .warmup = 1};
+    decode_opts d = {.budget = 180, .single_above = 10, .cached = true, .nocache = true};
+    enum { NALL = NMODELS * NLENGTHS };
+    static case_def all[NALL];
+    const char *names[NALL];
     for (int i = 0; i < NMODELS; i++)
         for (int j = 0; j < NLENGTHS; j++) {
             case_def *c = &all[i * NLENGTHS + j];
             c->model = &MODELS[i], c->L = LENGTHS[j];
             snprintf(c->name, sizeof c->name, "%s-%lld", MODELS[i].name, (long long)LENGTHS[j]);
+            names[i * NLENGTHS + j] = c->name;
         }
-    const case_def *chosen[NMODELS * NLENGTHS * 4];
+    const bench_prog prog = {.name = "bench_decode", .usage = USAGE, .case_names = names,
+                             .ncase_names = NALL, .extra = parse_decode_opt, .extra_ctx = &d};
+    int rc = bench_parse(&prog, argc, argv, &o);
+    if (rc >= 0) return rc;
+    /* a case name, or a model name for all of its lengths */
+    const case_def *chosen[NALL * BENCH_MAX_CASES];
     int nchosen = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--list")) {
-            for (int c = 0; c < NMODELS * NLENGTHS; c++) printf("%s\n", all[c].name);
-            return 0;
-        } else if (v && !strcmp(a, "--case")) {
-            int found = 0;
-            for (int c = 0; c < NMODELS * NLENGTHS; c++)
-                if ((!strcmp(v, all[c].name) || !strcmp(v, all[c].model->name)) &&
-                    nchosen < (int)(sizeof chosen / sizeof chosen[0]))
-                    chosen[nchosen++] = &all[c], found = 1;
-            if (!found) {
-                fprintf(stderr, "bench_decode: unknown case '%s'\n", v);
-                usage(stderr);
-                return 2;
-            }
-            i++;
-        } else if (v && !strcmp(a, "--mode")) {
-            if (!strcmp(v, "cached")) o.cached = true, o.nocache = false;
-            else if (!strcmp(v, "nocache")) o.cached = false, o.nocache = true;
-            else if (!strcmp(v, "both")) o.cached = o.nocache = true;
-            else {
-                usage(stderr);
-                return 2;
-            }
-            i++;
-        } else if (v && !strcmp(a, "--min-time")) {
-            o.min_time = atof(v), i++;
-        } else if (v && !strcmp(a, "--min-reps")) {
-            o.min_reps = atoi(v), i++;
-        } else if (v && !strcmp(a, "--max-reps")) {
-            o.max_reps = atoi(v), i++;
-        } else if (v && !strcmp(a, "--warmup")) {
-            o.warmup = atoi(v), i++;
-        } else if (v && !strcmp(a, "--budget")) {
-            o.budget = atof(v), i++;
-        } else if (v && !strcmp(a, "--single-above")) {
-            o.single_above = atof(v), i++;
-        } else {
-            usage(stderr);
+    for (int i = 0; i < o.ncases; i++) {
+        int found = 0;
+        for (int c = 0; c < NALL; c++)
+            if (!strcmp(o.cases[i], all[c].name) || !strcmp(o.cases[i], all[c].model->name))
+                chosen[nchosen++] = &all[c], found = 1;
+        if (!found) {
+            fprintf(stderr, "bench_decode: unknown case '%s'\n", o.cases[i]);
+            bench_usage(&prog, stderr);
             return 2;
         }
     }
-    if (o.min_reps < 1) o.min_reps = 1;
-    if (o.max_reps < o.min_reps) o.max_reps = o.min_reps;
-    if (o.warmup < 0) o.warmup = 0;
     if (nchosen == 0)
-        for (int i = 0; i < NMODELS * NLENGTHS; i++) chosen[nchosen++] = &all[i];
+        for (int i = 0; i < NALL; i++) chosen[nchosen++] = &all[i];
 
-    const char *omp = getenv("OMP_NUM_THREADS"), *obt = getenv("OPENBLAS_NUM_THREADS");
-    printf("# impl=tfm OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s batch=%d S=L max_len=%d "
-           "min_time=%g min_reps=%d warmup=%d budget=%g single_above=%g\n",
-           omp ? omp : "(unset)", obt ? obt : "(unset)", BATCH, MAX_LEN, o.min_time, o.min_reps,
-           o.warmup, o.budget, o.single_above);
-    fflush(stdout);
-
+    bench_header(&o, " batch=%d S=L max_len=%d budget=%g single_above=%g", BATCH, MAX_LEN, d.budget,
+                 d.single_above);
+    if (o.info) return 0;
     int failed = 0;
-    for (int i = 0; i < nchosen; i++) failed |= run_case(chosen[i], &o);
+    for (int i = 0; i < nchosen; i++) failed |= run_case(chosen[i], &o, &d);
     return failed ? 1 : 0;
 }

@@ -3,16 +3,14 @@
 
 Usage: bench_decode_torch.py [--case NAME]... [--min-time SEC] [--min-reps R]
                              [--max-reps R] [--warmup W] [--budget SEC]
-                             [--single-above SEC]
+                             [--single-above SEC] [--impl NAME]
   defaults as bench_decode.c: every case, min-time 2 s, min-reps 3, max-reps 10000,
-  warm-up 1 decode, budget 180 s, single-above 10 s. Works with torch 2.x and 1.13.
+  warm-up 1 decode, budget 180 s, single-above 10 s; impl torch. Works with torch 2.x
+  and 1.13.
 
-The model is bench_train_torch.py's (the one tfm's src/model/seq2seq.c implements, from
-stock modules), random init, max_len 520:
-  embed      nn.Embedding(V, E), one matrix for source, target and generator (tied)
-  x          embed(ids) · √E + PE[:T]  (sinusoidal PE; dropout is off in eval mode)
-  transformer nn.Transformer(E, H, enc, dec, F, relu, post-norm, batch_first=True)
-  generator  log_softmax(nn.Linear(E, V)(y)), the Linear's weight IS embed.weight
+The model is bench_train_torch.py's (bench_common.Seq2Seq: the one tfm's
+src/model/seq2seq.c implements, from stock modules), random init, max_len 520, in eval
+mode (no dropout); the generator's logits go through log_softmax.
 
 One decode = PyTorch's usual nn.Transformer greedy loop (the PyTorch translation
 tutorial's / the Annotated Transformer's greedy_decode), in eval mode under
@@ -33,7 +31,7 @@ warm-up probe at L = 8, which pays for lazy initialisation):
     est = encode + L · (step(1) + step(L)) / 2.
 
 Output: '#' lines (torch version, threads, BLAS, environment), then one line per case
-in bench_decode's format:
+in bench_decode's format (impl= the --impl name):
   BENCH impl=torch case=demo-32 model=demo L=32 S=32 batch=8 reps=57 median_ms=12.3
         min_ms=12.0 tokens=256 tok_s=20813 est_s=0.012 skipped=0 checksum=123
         start_ms=1.2 step_first_ms=0.1 step_last_ms=0.2
@@ -41,18 +39,15 @@ in bench_decode's format:
 Legend: N batch (8), S source length (= L), L target length, E d_model, H heads,
 F feed-forward width, V vocabulary (259).
 """
-import argparse
-import math
-import os
-import re
 import statistics
-import sys
 import time
 
 import torch
 from torch import nn
 
-VOCAB, PAD, BOS, EOS, BYTE0 = 259, 0, 1, 2, 3
+import bench_common as bc
+from bench_common import BOS, BYTE0
+
 BATCH, MAX_LEN = 8, 520
 
 # name: (E, H, enc, dec, F) — identical to MODELS in bench_decode.c
@@ -64,30 +59,7 @@ LENGTHS = (32, 128, 256, 512)
 CASES = {f"{m}-{L}": (m, L) for m in MODELS for L in LENGTHS}
 
 
-class Seq2Seq(nn.Module):
-    def __init__(self, E, H, enc, dec, Fw, max_len):
-        super().__init__()
-        self.E = E
-        self.embed = nn.Embedding(VOCAB, E)  # (V, E), shared three ways
-        pos = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)          # (T, 1)
-        div = torch.exp(torch.arange(0, E, 2, dtype=torch.float32) * (-math.log(10000.0) / E))
-        pe = torch.zeros(max_len, E)                                           # (T, E)
-        pe[:, 0::2] = torch.sin(pos * div)
-        pe[:, 1::2] = torch.cos(pos * div)
-        self.register_buffer("pe", pe)
-        self.transformer = nn.Transformer(d_model=E, nhead=H, num_encoder_layers=enc,
-                                          num_decoder_layers=dec, dim_feedforward=Fw,
-                                          dropout=0.1, activation="relu",
-                                          batch_first=True, norm_first=False)
-        self.generator = nn.Linear(E, VOCAB)  # (V, E) weight + (V) bias
-        self.generator.weight = self.embed.weight  # tied
-        for p in self.parameters():  # Xavier-uniform matrices, as tfm's seq2seq_init
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-
-    def embed_pos(self, ids):  # ids (N, T) -> (N, T, E)
-        return self.embed(ids) * math.sqrt(self.E) + self.pe[:ids.shape[1]]
-
+class Decoder(bc.Seq2Seq):
     def encode(self, src):  # (N, S) -> memory (N, S, E)
         return self.transformer.encoder(self.embed_pos(src))
 
@@ -98,12 +70,7 @@ class Seq2Seq(nn.Module):
 
 
 def make_src(N, S):  # bench_decode.c's LCG, seed 12345
-    s, M = 12345, (1 << 64) - 1
-    ids = []
-    for _ in range(N * S):
-        s = (s * 6364136223846793005 + 1442695040888963407) & M
-        ids.append(BYTE0 + (s >> 33) % 256)
-    return torch.tensor(ids, dtype=torch.long).view(N, S)
+    return torch.tensor(bc.byte_ids(bc.lcg(12345), N * S), dtype=torch.long).view(N, S)
 
 
 def greedy(model, src, L):  # the whole decode; returns the generated ids (N, L)
@@ -143,69 +110,44 @@ def run_case(name, args):
     E, H, enc, dec, Fw = MODELS[mname]
     S = L
     torch.manual_seed(1)
-    model = Seq2Seq(E, H, enc, dec, Fw, MAX_LEN).eval()
+    model = Decoder(E, H, enc, dec, Fw, MAX_LEN).eval()
     src = make_src(BATCH, S)
-    head = f"impl=torch case={name} model={mname} L={L} S={S} batch={BATCH}"
+    head = f"model={mname} L={L} S={S} batch={BATCH}"
     with torch.inference_mode():
         probe(model, src, min(L, 8))  # the first calls pay for lazy initialisation
         est, probe_kv = probe(model, src, L)
         if est > args.budget:
             print(f"# torch {name} skipped: estimated {est:.0f} s > budget {args.budget:.0f} s")
-            print(f"BENCH {head} reps=0 est_s={est:.3f} skipped=1 {probe_kv}", flush=True)
+            bc.bench_line(args, name, f"{head} reps=0 est_s={est:.3f} skipped=1 {probe_kv}")
             return
         single = est > args.single_above
         if not single:
             for _ in range(args.warmup):
                 greedy(model, src, L)
         min_reps, max_reps = (1, 1) if single else (args.min_reps, args.max_reps)
-        ts = []
-        start = time.perf_counter()
-        while len(ts) < max_reps and (
-                len(ts) < min_reps or time.perf_counter() - start < args.min_time):
-            t0 = time.perf_counter()
-            out = greedy(model, src, L)
-            ts.append(time.perf_counter() - t0)
+        ts, out = bc.time_loop(lambda: greedy(model, src, L), args.min_time, min_reps, max_reps)
     med = statistics.median(ts)
     tokens = BATCH * L
-    print(f"BENCH {head} reps={len(ts)} median_ms={1e3 * med:.3f} min_ms={1e3 * min(ts):.3f} "
-          f"tokens={tokens} tok_s={tokens / med:.1f} est_s={est:.3f} skipped=0 "
-          f"checksum={checksum(out)} {probe_kv}", flush=True)
-
-
-def header(args):
-    cfg = torch.__config__.show()
-    m = re.search(r"BLAS_INFO=([^,\s]+)", cfg)
-    env = {k: os.environ.get(k, "(unset)")
-           for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")}
-    print(f"# impl=torch version={torch.__version__} threads={torch.get_num_threads()} "
-          f"blas={m.group(1) if m else '?'} " + " ".join(f"{k}={v}" for k, v in env.items()) +
-          f" batch={BATCH} S=L max_len={MAX_LEN} min_time={args.min_time:g}"
-          f" min_reps={args.min_reps} warmup={args.warmup} budget={args.budget:g}"
-          f" single_above={args.single_above:g}")
-    sys.stdout.flush()
+    bc.bench_line(args, name, f"{head} {bc.stats_kv(ts)} tokens={tokens} "
+                  f"tok_s={tokens / med:.1f} est_s={est:.3f} skipped=0 "
+                  f"checksum={checksum(out)} {probe_kv}")
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bc.parser(__doc__, min_reps=3, warmup=1)
     p.add_argument("--case", action="append",
                    help="MODEL-L (" + " ".join(CASES) + ") or MODEL (all its lengths)")
-    p.add_argument("--min-time", type=float, default=2.0)
-    p.add_argument("--min-reps", type=int, default=3)
-    p.add_argument("--max-reps", type=int, default=10000)
-    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--budget", type=float, default=180.0)
     p.add_argument("--single-above", type=float, default=10.0)
-    args = p.parse_args()
-    args.min_reps = max(1, args.min_reps)
-    args.max_reps = max(args.min_reps, args.max_reps)
-    args.warmup = max(0, args.warmup)
+    args = bc.parse(p)
     names = []
     for c in args.case or list(CASES):
         sel = [n for n in CASES if n == c or CASES[n][0] == c]
         if not sel:
             p.error(f"unknown case '{c}' (choose from {' '.join(CASES)} or a model name)")
         names += sel
-    header(args)
+    bc.header(args, f" batch={BATCH} S=L max_len={MAX_LEN} budget={args.budget:g}"
+              f" single_above={args.single_above:g}", config=False)
     for name in names:
         run_case(name, args)
 

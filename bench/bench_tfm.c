@@ -3,8 +3,11 @@
  * with PyTorch and prints the same line format; bench/run.sh runs both and tabulates.
  *
  * Usage: bench_tfm [--case NAME]... [--min-time SEC] [--min-reps R] [--max-reps R]
+ *                  [--warmup W] [--impl NAME]
  *        bench_tfm --list            (the case names, one a line)
- *   default: every case, min-time 2 s, min-reps 5, max-reps 10000.
+ *        bench_tfm --info            (the '#' header line only: SIMD path, threads)
+ *   default: every case, min-time 2 s, min-reps 5, max-reps 10000, warm-up 1, impl tfm.
+ *   TFM_CPU=avx512|avx2|generic forces the SIMD path, as for the CLI.
  *
  * Cases (all batch_first, eval forward, modules from tfm_module_create(cfg, seed)):
  *   transformer  nn.Transformer default size: d_model 512, nhead 8, 6 + 6 layers,
@@ -15,11 +18,12 @@
  *   encoder6     TransformerEncoder, 6 layers, d_model 512, nhead 8, ff 2048, N 8, L 128
  *   mha_long     MultiheadAttention E 512, H 8, N 1, L = S = 4096, self-attention
  *
- * Timing: one untimed warm-up forward (it sizes the module's workspace), then timed
+ * Timing: untimed warm-up forwards (at least one: it sizes the module's workspace), then timed
  * forwards until both min-time seconds have passed and min-reps were done (or max-reps
  * reached); the median and the minimum of the per-forward wall times are reported.
  *
- * Output, one line per case (keys fixed, values without spaces):
+ * Output: a '#' header line (bench/common.h: impl, cpu_path, threads, timing), then one
+ * line per case (keys fixed, values without spaces):
  *   BENCH impl=tfm case=mha reps=57 median_ms=12.345 min_ms=12.001 gflop=2.416 gflops=195.7
  * gflops = gflop / median time. Lines starting with '#' are information. Exit status is
  * non-zero if any case fails (the error is printed on stderr).
@@ -28,13 +32,7 @@
  * H heads, D = E / H head dim, F feed-forward width.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include <tfm.h>
+#include "common.h"
 
 /* ---- FLOP counts: matrix products only, 2·M·N·K per GEMM -----------------------
  * Element-wise work (bias, softmax, masks, LayerNorm, residuals, activations) is not
@@ -48,20 +46,17 @@
  *   P V  per head    (L, S) x (S, D)      2·L·S·D, times N·H  = 2·N·L·S·E
  *   out projection   (N·L, E) x (E, E)    2·N·L·E·E
  *   total = 4·N·L·E² + 4·N·S·E² + 4·N·L·S·E      (self-attention: 8·N·L·E² + 4·N·L²·E)
- * Feed-forward (linear1 E→F, linear2 F→E) on N·L rows: 4·N·L·E·F
+ *   = bench_flops_mha (common.h)
+ * Feed-forward (linear1 E→F, linear2 F→E) on N·L rows: 4·N·L·E·F = bench_flops_ffn
  * Encoder layer (length L): mha(N, L, L) + ffn(N, L)
  * Decoder layer (target T, memory S): mha(N, T, T) + mha(N, T, S) + ffn(N, T)
  * Transformer: enc_layers · encoder layer(S) + dec_layers · decoder layer(T, S)
  */
-static double flops_mha(double N, double L, double S, double E) {
-    return 4 * N * L * E * E + 4 * N * S * E * E + 4 * N * L * S * E;
-}
-static double flops_ffn(double N, double L, double E, double F) { return 4 * N * L * E * F; }
 static double flops_encoder_layer(double N, double L, double E, double F) {
-    return flops_mha(N, L, L, E) + flops_ffn(N, L, E, F);
+    return bench_flops_mha(N, L, L, E) + bench_flops_ffn(N, L, E, F);
 }
 static double flops_decoder_layer(double N, double T, double S, double E, double F) {
-    return flops_mha(N, T, T, E) + flops_mha(N, T, S, E) + flops_ffn(N, T, E, F);
+    return bench_flops_mha(N, T, T, E) + bench_flops_mha(N, T, S, E) + bench_flops_ffn(N, T, E, F);
 }
 
 /* ---- deterministic inputs ----------------------------------------------------- */
@@ -80,23 +75,6 @@ static float *make_input(size_t count, uint64_t seed) {
 static tfm_tensor seq_tensor(float *data, int64_t N, int64_t L, int64_t E) {
     return (tfm_tensor){.data = data, .dtype = TFM_F32, .ndim = 3, .shape = {N, L, E}};
 }
-
-/* ---- timing ---------------------------------------------------------------------- */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct opts {
-    double min_time;
-    int min_reps, max_reps;
-} opts;
 
 /* One prepared case: the module and its forward arguments (inputs owned here). */
 typedef struct bench_case {
@@ -135,7 +113,7 @@ static int setup_mha(bench_case *c, int64_t N, int64_t L, int64_t E, int64_t H) 
     tfm_inputs_init(&c->in);
     c->in.query = c->in.key = c->in.value = seq_tensor(x, N, L, E); /* one pointer */
     c->in.need_weights = false;
-    c->flop = flops_mha((double)N, (double)L, (double)L, (double)E);
+    c->flop = bench_flops_mha((double)N, (double)L, (double)L, (double)E);
     return 0;
 }
 
@@ -202,93 +180,50 @@ static void teardown(bench_case *c) {
 }
 
 /* Warm up, time, print the BENCH line. */
-static int run_case(const char *name, const opts *o) {
+static int run_case(const char *name, const bench_opts *o) {
     bench_case cc, *c = &cc;
     int rc = setup(c, name);
-    if (rc) {
-        teardown(c);
-        return rc;
-    }
+    double *t = rc ? NULL : malloc((size_t)o->max_reps * sizeof(double));
+    if (!rc && !t) fprintf(stderr, "bench_tfm: out of memory\n");
+    if (rc || !t) goto done;
     tfm_outputs out;
-    double *t = malloc((size_t)o->max_reps * sizeof(double));
-    if (!t) {
-        fprintf(stderr, "bench_tfm: out of memory\n");
-        teardown(c);
-        return 1;
+    bench_loop l;
+    for (int i = 0; i < (o->warmup > 1 ? o->warmup : 1); i++) /* the first sizes the workspace */
+        if (tfm_forward(c->m, &c->in, &out) != TFM_OK) goto fail;
+    for (l = bench_loop_start(o); bench_loop_more(&l); l.reps++) {
+        double t0 = bench_now();
+        if (tfm_forward(c->m, &c->in, &out) != TFM_OK) goto fail;
+        t[l.reps] = bench_now() - t0;
     }
-    if (tfm_forward(c->m, &c->in, &out) != TFM_OK) { /* warm-up: sizes the workspace */
-        fprintf(stderr, "bench_tfm: %s: tfm_forward: %s\n", name, tfm_last_error());
-        free(t);
-        teardown(c);
-        return 1;
-    }
-    int reps = 0;
-    double start = now_s();
-    while (reps < o->max_reps && (reps < o->min_reps || now_s() - start < o->min_time)) {
-        double t0 = now_s();
-        tfm_status st = tfm_forward(c->m, &c->in, &out);
-        t[reps++] = now_s() - t0;
-        if (st != TFM_OK) {
-            fprintf(stderr, "bench_tfm: %s: tfm_forward: %s\n", name, tfm_last_error());
-            free(t);
-            teardown(c);
-            return 1;
-        }
-    }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
-    double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-    printf("BENCH impl=tfm case=%s reps=%d median_ms=%.3f min_ms=%.3f gflop=%.3f gflops=%.1f\n",
-           name, reps, 1e3 * med, 1e3 * t[0], c->flop * 1e-9, c->flop * 1e-9 / med);
-    fflush(stdout);
+    double med = bench_median(t, l.reps);
+    bench_line(o->impl, name, " reps=%d median_ms=%.3f min_ms=%.3f gflop=%.3f gflops=%.1f", l.reps,
+               1e3 * med, 1e3 * t[0], c->flop * 1e-9, c->flop * 1e-9 / med);
+    goto done;
+fail:
+    fprintf(stderr, "bench_tfm: %s: tfm_forward: %s\n", name, tfm_last_error());
+    rc = 1;
+done:
     free(t);
     teardown(c);
-    return 0;
+    return rc ? 1 : 0;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: bench_tfm [--case NAME]... [--min-time SEC] [--min-reps R] [--max-reps R]\n"
-               "       bench_tfm --list\n"
-               "cases:");
-    for (int i = 0; i < NCASES; i++) fprintf(f, " %s", CASES[i]);
-    fprintf(f, "\n");
-}
+static const char USAGE[] =
+    "usage: bench_tfm [--case NAME]... [--min-time SEC] [--min-reps R] [--max-reps R]\n"
+    "                 [--warmup W] [--impl NAME]\n"
+    "       bench_tfm --list | --info\n";
 
 int main(int argc, char **argv) {
-    opts o = {.min_time = 2.0, .min_reps = 5, .max_reps = 10000};
-    const char *chosen[64];
-    int nchosen = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--list")) {
-            for (int c = 0; c < NCASES; c++) printf("%s\n", CASES[c]);
-            return 0;
-        } else if (v && !strcmp(a, "--case") && nchosen < 64) {
-            chosen[nchosen++] = v, i++;
-        } else if (v && !strcmp(a, "--min-time")) {
-            o.min_time = atof(v), i++;
-        } else if (v && !strcmp(a, "--min-reps")) {
-            o.min_reps = atoi(v), i++;
-        } else if (v && !strcmp(a, "--max-reps")) {
-            o.max_reps = atoi(v), i++;
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (o.min_reps < 1) o.min_reps = 1;
-    if (o.max_reps < o.min_reps) o.max_reps = o.min_reps;
-    if (nchosen == 0)
-        for (int i = 0; i < NCASES; i++) chosen[nchosen++] = CASES[i];
-
-    const char *omp = getenv("OMP_NUM_THREADS"), *obt = getenv("OPENBLAS_NUM_THREADS");
-    printf("# impl=tfm OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s min_time=%g min_reps=%d\n",
-           omp ? omp : "(unset)", obt ? obt : "(unset)", o.min_time, o.min_reps);
-    fflush(stdout);
-
+    bench_opts o = {.impl = "tfm", .min_time = 2.0, .min_reps = 5, .max_reps = 10000, .warmup = 1};
+    const bench_prog prog = {.name = "bench_tfm", .usage = USAGE, .case_names = CASES,
+                             .ncase_names = NCASES};
+    int rc = bench_parse(&prog, argc, argv, &o);
+    if (rc >= 0) return rc;
+    bench_header(&o, "");
+    if (o.info) return 0;
+    if (o.ncases == 0)
+        for (int i = 0; i < NCASES; i++) o.cases[o.ncases++] = CASES[i];
     int failed = 0;
-    for (int i = 0; i < nchosen; i++) failed |= run_case(chosen[i], &o);
+    for (int i = 0; i < o.ncases; i++) failed |= run_case(o.cases[i], &o);
     return failed ? 1 : 0;
 }

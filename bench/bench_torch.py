@@ -2,7 +2,9 @@
 """bench_torch.py — the cases of bench_tfm.c with PyTorch, same timing, same output.
 
 Usage: bench_torch.py [--case NAME]... [--min-time SEC] [--min-reps R] [--max-reps R]
-  default: every case, min-time 2 s, min-reps 5, max-reps 10000.
+                      [--warmup W] [--impl NAME]
+  default: every case, min-time 2 s, min-reps 5, max-reps 10000, warm-up 1, impl torch.
+  Works with torch 2.x (pip) and 1.13 (Debian's python3-torch); bench/run.sh runs both.
 
 Cases (batch_first=True, eval mode, dropout 0, under torch.inference_mode()):
   transformer  nn.Transformer default size: d_model 512, nhead 8, 6 + 6 layers,
@@ -17,11 +19,11 @@ PyTorch takes whatever path it picks by default for these calls (its "fast path"
 kernels for the encoder and for self-attention MHA, scaled_dot_product_attention,
 causal-mask detection in the decoder); nothing is forced either way.
 
-Timing: one untimed warm-up forward, then timed forwards until both min-time seconds
+Timing: untimed warm-up forwards, then timed forwards until both min-time seconds
 have passed and min-reps were done (or max-reps reached); median and minimum reported.
 
 Output: '#' lines with the torch version, thread count and build configuration, then
-one line per case in bench_tfm's format:
+one line per case in bench_tfm's format (impl= the --impl name):
   BENCH impl=torch case=mha reps=57 median_ms=12.345 min_ms=12.001 gflop=2.416 gflops=195.7
 The FLOP counts (matrix products only, 2·M·N·K per GEMM, attention counted dense) are
 the formulas of bench_tfm.c; see the comment there.
@@ -29,42 +31,30 @@ the formulas of bench_tfm.c; see the comment there.
 Legend: N batch, L query (target) length, S key (source) length, E model width,
 H heads, F feed-forward width.
 """
-import argparse
-import os
-import re
 import statistics
-import sys
-import time
 
 import torch
 from torch import nn
 
+import bench_common as bc
+
 CASES = ["transformer", "mha", "encoder6", "mha_long"]
 
 
-# ---- FLOP counts (identical to bench_tfm.c) ----------------------------------------
-def flops_mha(N, L, S, E):
-    # Q proj 2·N·L·E², K and V proj 2·N·S·E·2E, QKᵀ and PV 2·N·L·S·E each, out proj 2·N·L·E²
-    return 4 * N * L * E * E + 4 * N * S * E * E + 4 * N * L * S * E
-
-
-def flops_ffn(N, L, E, F):
-    return 4 * N * L * E * F  # linear1 (E→F) + linear2 (F→E) on N·L rows
-
-
+# ---- FLOP counts (identical to bench_tfm.c; mha and ffn in bench_common.py) --------
 def flops_encoder_layer(N, L, E, F):
-    return flops_mha(N, L, L, E) + flops_ffn(N, L, E, F)
+    return bc.flops_mha(N, L, L, E) + bc.flops_ffn(N, L, E, F)
 
 
 def flops_decoder_layer(N, T, S, E, F):
-    return flops_mha(N, T, T, E) + flops_mha(N, T, S, E) + flops_ffn(N, T, E, F)
+    return bc.flops_mha(N, T, T, E) + bc.flops_mha(N, T, S, E) + bc.flops_ffn(N, T, E, F)
 
 
 # ---- cases: (module, forward thunk, flop) ------------------------------------------
 def setup_mha(N, L, E, H):
     m = nn.MultiheadAttention(E, H, dropout=0.0, batch_first=True).eval()
     x = torch.randn(N, L, E)  # (N, L, E); query = key = value: the same tensor object
-    return m, (lambda: m(x, x, x, need_weights=False)), flops_mha(N, L, L, E)
+    return m, (lambda: m(x, x, x, need_weights=False)), bc.flops_mha(N, L, L, E)
 
 
 def setup_encoder(layers, N, L, E, H, F):
@@ -102,47 +92,17 @@ def setup(name):
 def run_case(name, args):
     _, fwd, flop = setup(name)
     with torch.inference_mode():
-        fwd()  # warm-up
-        times = []
-        start = time.perf_counter()
-        while len(times) < args.max_reps and (
-                len(times) < args.min_reps or time.perf_counter() - start < args.min_time):
-            t0 = time.perf_counter()
-            fwd()
-            times.append(time.perf_counter() - t0)
+        times, _ = bc.timed(fwd, args)
     med = statistics.median(times)
-    print(f"BENCH impl=torch case={name} reps={len(times)} median_ms={1e3 * med:.3f} "
-          f"min_ms={1e3 * min(times):.3f} gflop={flop * 1e-9:.3f} gflops={flop * 1e-9 / med:.1f}",
-          flush=True)
-
-
-def header(args):
-    cfg = torch.__config__.show().splitlines()
-    m = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
-    blas = m.group(1) if m else "?"
-    env = {k: os.environ.get(k, "(unset)")
-           for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")}
-    print(f"# impl=torch version={torch.__version__} threads={torch.get_num_threads()} "
-          f"blas={blas} " + " ".join(f"{k}={v}" for k, v in env.items()) +
-          f" min_time={args.min_time:g} min_reps={args.min_reps}")
-    # the build lines before "Build settings" (compiler, MKL, oneDNN, OpenMP, CPU capability)
-    for line in cfg[1:]:
-        if "Build settings" in line:
-            break
-        print("# torch_config:", line.strip())
-    sys.stdout.flush()
+    bc.bench_line(args, name, f"{bc.stats_kv(times)} gflop={flop * 1e-9:.3f} "
+                  f"gflops={flop * 1e-9 / med:.1f}")
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bc.parser(__doc__, min_reps=5, warmup=1)
     p.add_argument("--case", action="append", choices=CASES)
-    p.add_argument("--min-time", type=float, default=2.0)
-    p.add_argument("--min-reps", type=int, default=5)
-    p.add_argument("--max-reps", type=int, default=10000)
-    args = p.parse_args()
-    args.min_reps = max(1, args.min_reps)
-    args.max_reps = max(args.min_reps, args.max_reps)
-    header(args)
+    args = bc.parse(p, min_warmup=1)
+    bc.header(args)
     for name in args.case or CASES:
         run_case(name, args)
 

@@ -12,8 +12,9 @@
  *   optim_step(Adam(0.9, 0.98), eps 1e-9, lr)      torch.optim.Adam.step()
  *
  * Usage: bench_train [--case NAME]... [--batch N] [--min-time SEC] [--min-reps R]
- *                    [--max-reps R] [--warmup W]
+ *                    [--max-reps R] [--warmup W] [--impl NAME]
  *        bench_train --list            (the case names, one a line)
+ *        bench_train --info            (the '#' header line only: SIMD path, threads)
  *   default: every case, its own batch size, min-time 2 s, min-reps 5, max-reps 10000,
  *   warm-up 2 steps. --batch overrides the batch size of every case run.
  *
@@ -38,7 +39,8 @@
  * opt = clipping + Adam. The medians of each are reported (the phase medians need not
  * add up to the step median exactly).
  *
- * Output, one line per case (keys fixed, values without spaces):
+ * Output: a '#' header line (bench/common.h), then one line per case (keys fixed,
+ * values without spaces):
  *   BENCH impl=tfm case=demo reps=57 median_ms=12.345 min_ms=12.001 fb_ms=11.0 opt_ms=1.3
  *         tokens=704 tok_s=57020 gflop=1.234 gflops=99.9 params=123456 loss=5.61
  * gflop: matrix-product FLOPs of the step, forward counted as bench_tfm.c counts it
@@ -49,12 +51,7 @@
  * width, V vocabulary, R = N · L target rows, P parameter count.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
+#include "common.h"
 #include "core/rng.h"
 #include "model/seq2seq.h"
 #include "train/optim.h"
@@ -80,27 +77,17 @@ enum { NCASES = sizeof CASES / sizeof CASES[0] };
 #define LR 1e-4 /* constant: the rate does not change the cost of a step */
 
 /* ---- FLOP counts: matrix products only, 2·M·N·K per GEMM (see bench_tfm.c) ------ */
-static double flops_mha(double N, double L, double S, double E) {
-    return 4 * N * L * E * E + 4 * N * S * E * E + 4 * N * L * S * E;
-}
-static double flops_ffn(double N, double L, double E, double F) { return 4 * N * L * E * F; }
 /* Forward: enc · (self-attn(S, S) + ffn(S)) + dec · (self-attn(L, L) + cross(L, S) +
  * ffn(L)) + generator (R, E) x (E, V). Training step ≈ 3 × forward. */
 static double flops_step(const case_def *c, double N) {
     double S = (double)c->S, L = (double)c->L, E = (double)c->E, F = (double)c->F;
-    double fwd = (double)c->enc * (flops_mha(N, S, S, E) + flops_ffn(N, S, E, F)) +
-                 (double)c->dec * (flops_mha(N, L, L, E) + flops_mha(N, L, S, E) + flops_ffn(N, L, E, F)) +
-                 2 * N * L * E * VOCAB;
+    double enc = bench_flops_mha(N, S, S, E) + bench_flops_ffn(N, S, E, F);
+    double dec = bench_flops_mha(N, L, L, E) + bench_flops_mha(N, L, S, E) + bench_flops_ffn(N, L, E, F);
+    double fwd = (double)c->enc * enc + (double)c->dec * dec + 2 * N * L * E * VOCAB;
     return 3 * fwd;
 }
 
-/* ---- the synthetic batch --------------------------------------------------------- */
-/* A 64-bit LCG (high bits): the same ids in bench_train_torch.py. */
-static uint64_t lcg_next(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
-}
-
+/* ---- the synthetic batch (bench_lcg_next: the same ids in bench_train_torch.py) ---- */
 typedef struct batch_bufs {
     int32_t *src, *tgt_in, *tgt_out; /* (N, S), (N, L), (N, L) */
     uint8_t *src_pad, *tgt_pad;      /* (N, S), (N, L): all 0 */
@@ -119,58 +106,35 @@ static int batch_make(batch_bufs *b, int64_t N, int64_t S, int64_t L) {
     b->tgt_pad = calloc((size_t)(N * L), 1);
     if (!b->src || !b->tgt_in || !b->tgt_out || !b->src_pad || !b->tgt_pad) return 1;
     uint64_t s = 12345;
-    for (int64_t i = 0; i < N * S; i++) b->src[i] = TOK_BYTE0 + (int32_t)(lcg_next(&s) % 256);
+    for (int64_t i = 0; i < N * S; i++) b->src[i] = TOK_BYTE0 + (int32_t)(bench_lcg_next(&s) % 256);
     for (int64_t n = 0; n < N; n++) {
         int32_t *in = b->tgt_in + n * L, *out = b->tgt_out + n * L;
         in[0] = TOK_BOS;
-        for (int64_t t = 1; t < L; t++) in[t] = TOK_BYTE0 + (int32_t)(lcg_next(&s) % 256);
+        for (int64_t t = 1; t < L; t++) in[t] = TOK_BYTE0 + (int32_t)(bench_lcg_next(&s) % 256);
         for (int64_t t = 0; t + 1 < L; t++) out[t] = in[t + 1];
         out[L - 1] = TOK_EOS;
     }
     return 0;
 }
 
-/* ---- timing ---------------------------------------------------------------------- */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) { /* sorts t */
-    qsort(t, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
-typedef struct opts {
-    double min_time;
-    int min_reps, max_reps, warmup;
-    int64_t batch; /* 0: the case's own */
-} opts;
-
 /* One training step (see the header); *fb and *opt get the phase times. */
 static tfm_status train_step(seq2seq *m, optimizer *opt, const seq2seq_batch *b, uint64_t stepno,
                              ce_result *res, double *fb, double *op) {
-    double t0 = now_s();
+    double t0 = bench_now();
     memset(m->grad_block, 0, m->num_floats * sizeof(float)); /* grads (P) = 0 */
     tfm_status st = seq2seq_train_step(m, b, SMOOTHING, true, stepno, res);
     if (st) return st;
-    double t1 = now_s();
+    double t1 = bench_now();
     double norm;
     if ((st = clip_grad_norm(m->grad_block, m->num_floats, CLIP, &norm))) return st;
     if ((st = optim_step(opt, m->block, m->grad_block, m->num_floats, LR))) return st;
-    double t2 = now_s();
+    double t2 = bench_now();
     *fb = t1 - t0, *op = t2 - t1;
     return TFM_OK;
 }
 
-static int run_case(const case_def *c, const opts *o) {
-    const int64_t N = o->batch > 0 ? o->batch : c->N, S = c->S, L = c->L;
+static int run_case(const case_def *c, const bench_opts *o, int64_t batch) {
+    const int64_t N = batch > 0 ? batch : c->N, S = c->S, L = c->L;
     seq2seq_config cfg = {.vocab = VOCAB, .d_model = c->E, .nhead = c->H,
                           .num_encoder_layers = c->enc, .num_decoder_layers = c->dec,
                           .dim_feedforward = c->F, .dropout = DROPOUT, .activation = TFM_RELU,
@@ -206,22 +170,21 @@ static int run_case(const case_def *c, const opts *o) {
         if (train_step(&m, opt, &b, stepno++, &res, &fb, &op)) goto fail;
 
     double *ts = t, *tfb = t + o->max_reps, *top = t + 2 * (size_t)o->max_reps;
-    int reps = 0;
-    double start = now_s();
-    while (reps < o->max_reps && (reps < o->min_reps || now_s() - start < o->min_time)) {
-        double t0 = now_s();
+    bench_loop l;
+    for (l = bench_loop_start(o); bench_loop_more(&l); l.reps++) {
+        double t0 = bench_now();
         if (train_step(&m, opt, &b, stepno++, &res, &fb, &op)) goto fail;
-        ts[reps] = now_s() - t0, tfb[reps] = fb, top[reps] = op;
-        reps++;
+        ts[l.reps] = bench_now() - t0, tfb[l.reps] = fb, top[l.reps] = op;
     }
-    double med = median(ts, reps), mfb = median(tfb, reps), mop = median(top, reps);
+    const int reps = l.reps;
+    double med = bench_median(ts, reps), mfb = bench_median(tfb, reps), mop = bench_median(top, reps);
     double flop = flops_step(c, (double)N);
-    printf("BENCH impl=tfm case=%s reps=%d median_ms=%.3f min_ms=%.3f fb_ms=%.3f opt_ms=%.3f "
-           "tokens=%lld tok_s=%.0f gflop=%.3f gflops=%.1f params=%zu batch=%lld loss=%.4f\n",
-           c->name, reps, 1e3 * med, 1e3 * ts[0], 1e3 * mfb, 1e3 * mop, (long long)res.count,
-           (double)res.count / med, flop * 1e-9, flop * 1e-9 / med, m.num_floats, (long long)N,
-           res.loss);
-    fflush(stdout);
+    bench_line(o->impl, c->name,
+               " reps=%d median_ms=%.3f min_ms=%.3f fb_ms=%.3f opt_ms=%.3f tokens=%lld tok_s=%.0f"
+               " gflop=%.3f gflops=%.1f params=%zu batch=%lld loss=%.4f",
+               reps, 1e3 * med, 1e3 * ts[0], 1e3 * mfb, 1e3 * mop, (long long)res.count,
+               (double)res.count / med, flop * 1e-9, flop * 1e-9 / med, m.num_floats, (long long)N,
+               res.loss);
     rc = 0;
     goto done;
 fail:
@@ -234,64 +197,46 @@ done:
     return rc;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: bench_train [--case NAME]... [--batch N] [--min-time SEC] [--min-reps R]\n"
-               "                   [--max-reps R] [--warmup W]\n"
-               "       bench_train --list\n"
-               "cases:");
-    for (int i = 0; i < NCASES; i++) fprintf(f, " %s", CASES[i].name);
-    fprintf(f, "\n");
+/* --batch N: every case's batch size (0: the case's own). */
+static int parse_batch(void *ctx, int argc, char **argv, int i) {
+    if (strcmp(argv[i], "--batch") || i + 1 >= argc) return 0;
+    *(int64_t *)ctx = atoll(argv[i + 1]);
+    return 2;
 }
 
+static const char USAGE[] =
+    "usage: bench_train [--case NAME]... [--batch N] [--min-time SEC] [--min-reps R]\n"
+    "                   [--max-reps R] [--warmup W] [--impl NAME]\n"
+    "       bench_train --list | --info\n";
+
 int main(int argc, char **argv) {
-    opts o = {.min_time = 2.0, .min_reps = 5, .max_reps = 10000, .warmup = 2, .batch = 0};
-    const case_def *chosen[64];
-    int nchosen = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--list")) {
-            for (int c = 0; c < NCASES; c++) printf("%s\n", CASES[c].name);
-            return 0;
-        } else if (v && !strcmp(a, "--case") && nchosen < 64) {
-            const case_def *found = NULL;
-            for (int c = 0; c < NCASES; c++)
-                if (!strcmp(v, CASES[c].name)) found = &CASES[c];
-            if (!found) {
-                fprintf(stderr, "bench_train: unknown case '%s'\n", v);
-                usage(stderr);
-                return 2;
-            }
-            chosen[nchosen++] = found, i++;
-        } else if (v && !strcmp(a, "--batch")) {
-            o.batch = atoll(v), i++;
-        } else if (v && !strcmp(a, "--min-time")) {
-            o.min_time = atof(v), i++;
-        } else if (v && !strcmp(a, "--min-reps")) {
-            o.min_reps = atoi(v), i++;
-        } else if (v && !strcmp(a, "--max-reps")) {
-            o.max_reps = atoi(v), i++;
-        } else if (v && !strcmp(a, "--warmup")) {
-            o.warmup = atoi(v), i++;
-        } else {
-            usage(stderr);
+    bench_opts o = {.impl = "tfm", .min_time = 2.0, .min_reps = 5, .max_reps = 10000, .warmup = 2};
+    int64_t batch = 0;
+    const char *names[NCASES];
+    for (int i = 0; i < NCASES; i++) names[i] = CASES[i].name;
+    const bench_prog prog = {.name = "bench_train", .usage = USAGE, .case_names = names,
+                             .ncase_names = NCASES, .extra = parse_batch, .extra_ctx = &batch};
+    int rc = bench_parse(&prog, argc, argv, &o);
+    if (rc >= 0) return rc;
+    if (o.warmup < 1) o.warmup = 1; /* the first step sizes the workspaces */
+    const case_def *chosen[BENCH_MAX_CASES];
+    for (int i = 0; i < o.ncases; i++) {
+        chosen[i] = NULL;
+        for (int c = 0; c < NCASES; c++)
+            if (!strcmp(o.cases[i], CASES[c].name)) chosen[i] = &CASES[c];
+        if (!chosen[i]) {
+            fprintf(stderr, "bench_train: unknown case '%s'\n", o.cases[i]);
+            bench_usage(&prog, stderr);
             return 2;
         }
     }
-    if (o.min_reps < 1) o.min_reps = 1;
-    if (o.max_reps < o.min_reps) o.max_reps = o.min_reps;
-    if (o.warmup < 1) o.warmup = 1; /* the first step sizes the workspaces */
+    int nchosen = o.ncases;
     if (nchosen == 0)
         for (int i = 0; i < NCASES; i++) chosen[nchosen++] = &CASES[i];
 
-    const char *omp = getenv("OMP_NUM_THREADS"), *obt = getenv("OPENBLAS_NUM_THREADS");
-    printf("# impl=tfm OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s min_time=%g min_reps=%d warmup=%d\n",
-           omp ? omp : "(unset)", obt ? obt : "(unset)", o.min_time, o.min_reps, o.warmup);
-    fflush(stdout);
-
+    bench_header(&o, "");
+    if (o.info) return 0;
     int failed = 0;
-    for (int i = 0; i < nchosen; i++) failed |= run_case(chosen[i], &o);
+    for (int i = 0; i < nchosen; i++) failed |= run_case(chosen[i], &o, batch);
     return failed ? 1 : 0;
 }
