@@ -30,7 +30,7 @@
 #include "core/threads.h"
 #include "kernels/attn_tiled.h"
 
-#define ATT_BQ 64 /* queries per block (a multiple of ATT_MR) */
+#define ATT_BQ (12 * ATT_MR) /* queries per block: whole register tiles (72 or 48) */
 #define ATT_BK 64 /* keys per block (a multiple of ATT_NV · ATT_VW) */
 
 typedef float vf __attribute__((vector_size(ATT_VW * sizeof(float))));
@@ -57,6 +57,28 @@ ATT_INLINE float vsum(vf v) {
 /* e^x lane by lane (Cephes-style: x = n·ln2 + r, a degree-6 polynomial in r, times 2^n),
  * within 2 ulp of expf; x ≤ −88 gives 0 (−inf included), NaN stays NaN. Only used on
  * x ≤ 0 (a score minus the running max) — x above 88 is clamped. */
+#if ATT_VW == 16 && defined(__AVX512F__)
+#include <immintrin.h>
+/* The same with AVX-512's own rounding and 2^n scaling (vrndscaleps, vscalefps): no
+ * clamps or integer tricks needed, −inf gives 0 and NaN stays NaN by themselves. */
+ATT_INLINE vf vexp(vf x) {
+    __m512 v = (__m512)x;
+    v = _mm512_max_ps(v, _mm512_set1_ps(-104.0f)); /* −inf → underflow (NaN passes: 2nd arg) */
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask((__m512)x, (__m512)x, _CMP_UNORD_Q), (__m512)x);
+    __m512 fn = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), v);
+    r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return (vf)_mm512_scalef_ps(p, fn);
+}
+#else
 ATT_INLINE vf vexp(vf x) {
     x = vselect(x < vsplat(-88.0f), vsplat(-88.0f), x);
     x = vselect(x > vsplat(88.0f), vsplat(88.0f), x);
@@ -75,12 +97,14 @@ ATT_INLINE vf vexp(vf x) {
     bits = bits & (vi)(n > -127);
     return p * (vf)bits;
 }
+#endif
 
-/* c (mr rows, ldc apart; nv vectors each) (+)= A · B over k < K, where A(r, k) is
- * a[r·ars + k·aks] and row k of B starts at b + k·ldb. Constant mr, nv: registers. */
+/* c (mr rows, ldc apart; nv vectors each) += A · B over k < K, where A(r, k) is
+ * a[r·ars + k·aks] and row k of B starts at b + k·ldb; or, when not accumulating,
+ * c = alpha · A · B. Constant mr, nv: registers. */
 ATT_INLINE void tile(const int mr, const int nv, int64_t K, const float *a, int64_t ars,
                      int64_t aks, const float *b, int64_t ldb, float *c, int64_t ldc,
-                     const int accumulate) {
+                     const int accumulate, float alpha) {
     vf acc[ATT_MR][ATT_NV];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
@@ -94,19 +118,21 @@ ATT_INLINE void tile(const int mr, const int nv, int64_t K, const float *a, int6
         }
     }
     for (int r = 0; r < mr; r++)
-        for (int v = 0; v < nv; v++) vstore(c + r * ldc + v * ATT_VW, acc[r][v]);
+        for (int v = 0; v < nv; v++)
+            vstore(c + r * ldc + v * ATT_VW, accumulate ? acc[r][v] : acc[r][v] * alpha);
 }
 
 /* The last mr < ATT_MR rows of a product: one vector column at a time, mr constant. */
 static void edge_rows(int mr, int64_t Nc, int64_t K, const float *a, int64_t ars, int64_t aks,
-                      const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate) {
+                      const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
+                      float alpha) {
 #define ATT_EDGE(R)                                                                          \
     case R:                                                                                  \
         for (int64_t j = 0; j < Nc; j += ATT_VW)                                             \
             if (accumulate)                                                                  \
-                tile(R, 1, K, a, ars, aks, b + j, ldb, c + j, ldc, 1);                       \
+                tile(R, 1, K, a, ars, aks, b + j, ldb, c + j, ldc, 1, 1.0f);                       \
             else                                                                             \
-                tile(R, 1, K, a, ars, aks, b + j, ldb, c + j, ldc, 0);                       \
+                tile(R, 1, K, a, ars, aks, b + j, ldb, c + j, ldc, 0, alpha);                       \
         break;
     switch (mr) {
         ATT_EDGE(1)
@@ -121,10 +147,11 @@ static void edge_rows(int mr, int64_t Nc, int64_t K, const float *a, int64_t ars
 #undef ATT_EDGE
 }
 
-/* C (M, Nc) (+)= A (M, K) · B (K, Nc), Nc a multiple of ATT_VW; A by strides as tile(). */
+/* C (M, Nc) += A (M, K) · B (K, Nc), or C = alpha · A · B when not accumulating; Nc a
+ * multiple of ATT_VW; A by strides as tile(). */
 static void block_product(int64_t M, int64_t Nc, int64_t K, const float *a, int64_t ars,
                           int64_t aks, const float *b, int64_t ldb, float *c, int64_t ldc,
-                          int accumulate) {
+                          int accumulate, float alpha) {
     const int64_t W = ATT_NV * ATT_VW;
     int64_t i = 0;
     for (; i + ATT_MR <= M; i += ATT_MR) {
@@ -132,15 +159,20 @@ static void block_product(int64_t M, int64_t Nc, int64_t K, const float *a, int6
         float *ci = c + i * ldc;
         int64_t j = 0;
         if (accumulate) {
-            for (; j + W <= Nc; j += W) tile(ATT_MR, ATT_NV, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1);
-            for (; j < Nc; j += ATT_VW) tile(ATT_MR, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1);
+            for (; j + W <= Nc; j += W)
+                tile(ATT_MR, ATT_NV, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1, 1.0f);
+            for (; j < Nc; j += ATT_VW)
+                tile(ATT_MR, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 1, 1.0f);
         } else {
-            for (; j + W <= Nc; j += W) tile(ATT_MR, ATT_NV, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0);
-            for (; j < Nc; j += ATT_VW) tile(ATT_MR, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0);
+            for (; j + W <= Nc; j += W)
+                tile(ATT_MR, ATT_NV, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0, alpha);
+            for (; j < Nc; j += ATT_VW)
+                tile(ATT_MR, 1, K, ai, ars, aks, b + j, ldb, ci + j, ldc, 0, alpha);
         }
     }
-    if (i < M) edge_rows((int)(M - i), Nc, K, a + i * ars, ars, aks, b, ldb, c + i * ldc, ldc,
-                         accumulate);
+    if (i < M)
+        edge_rows((int)(M - i), Nc, K, a + i * ars, ars, aks, b, ldb, c + i * ldc, ldc,
+                  accumulate, alpha);
 }
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -186,13 +218,12 @@ static void block_scores(float *s, const attn_args *a, const float *kT, int64_t 
                          int64_t i0, int64_t bq, int64_t j0, int64_t bk, float scale) {
     const int64_t L = a->L, H = a->H;
     const float *q = a->q + (n * L + i0) * a->ldq + h * a->D;
-    block_product(bq, ATT_BK, a->D, q, a->ldq, 1, kT, ATT_BK, s, ATT_BK, 0);
+    block_product(bq, ATT_BK, a->D, q, a->ldq, 1, kT, ATT_BK, s, ATT_BK, 0, scale);
     const attn_bias *b = a->bias;
     const int64_t Sm = b ? b->masked_cols : 0;
     const int64_t jm = Sm - j0 < bk ? (Sm - j0 > 0 ? Sm - j0 : 0) : bk; /* masked: [0, jm) */
     for (int64_t r = 0; r < bq; r++) {
         float *sr = s + r * ATT_BK;
-        for (int64_t jj = 0; jj < ATT_BK; jj++) sr[jj] *= scale;
         for (int64_t jj = bk; jj < ATT_BK; jj++) sr[jj] = -INFINITY;
         if (!b || jm == 0) continue;
         const int64_t i = i0 + r;
@@ -310,7 +341,7 @@ static void forward_block(const attn_args *a, fwd_scratch *f, float *out, int64_
             online_row(f, r, f->s + r * ATT_BK, Dp);
             if (a->dropout > 0.0f) row_dropout(f->s + r * ATT_BK, a, n, h, i0 + r, j0, bk);
         }
-        block_product(bq, Dp, bk, f->s, ATT_BK, 1, f->vp + j0 * Dp, Dp, f->o, Dp, 1);
+        block_product(bq, Dp, bk, f->s, ATT_BK, 1, f->vp + j0 * Dp, Dp, f->o, Dp, 1, 1.0f);
     }
     for (int64_t r = 0; r < bq; r++) { /* f->m becomes the row's log-sum-exp */
         const float l = f->l[r], inv = l != 0.0f ? 1.0f / l : 0.0f;
@@ -509,7 +540,7 @@ static void backward_pair(const attn_args *a, bwd_scratch *b, int64_t n, int64_t
     const int64_t D = a->D, Dp = round_up(D, ATT_VW);
     block_scores(b->p, a, b->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
     const float *dO = b->dop + i0 * Dp;
-    block_product(bq, ATT_BK, D, dO, Dp, 1, b->vT + j0 * D, ATT_BK, b->ds, ATT_BK, 0);
+    block_product(bq, ATT_BK, D, dO, Dp, 1, b->vT + j0 * D, ATT_BK, b->ds, ATT_BK, 0, 1.0f);
     const int drop = a->dropout > 0.0f;
     for (int64_t r = 0; r < bq; r++) {
         float *p = b->p + r * ATT_BK, *dp = b->ds + r * ATT_BK, *pd = b->pd + r * ATT_BK;
@@ -533,11 +564,12 @@ static void backward_pair(const attn_args *a, bwd_scratch *b, int64_t n, int64_t
         for (int64_t jj = 0; jj < ATT_BK; jj++) dp[jj] = p[jj] * (dp[jj] - delta) * scale;
     }
     /* dV (bk, Dp) += Pdᵀ (bk, bq) · dO (bq, Dp) */
-    block_product(bk, Dp, bq, drop ? b->pd : b->p, 1, ATT_BK, dO, Dp, b->dv, Dp, 1);
+    block_product(bk, Dp, bq, drop ? b->pd : b->p, 1, ATT_BK, dO, Dp, b->dv, Dp, 1, 1.0f);
     /* dQ (bq, Dp) += dS (bq, bk) · K (bk, Dp) */
-    block_product(bq, Dp, bk, b->ds, ATT_BK, 1, b->kp + j0 * Dp, Dp, b->dq + i0 * Dp, Dp, 1);
+    block_product(bq, Dp, bk, b->ds, ATT_BK, 1, b->kp + j0 * Dp, Dp, b->dq + i0 * Dp, Dp, 1,
+                  1.0f);
     /* dK (bk, Dp) += dSᵀ (bk, bq) · Q (bq, Dp) */
-    block_product(bk, Dp, bq, b->ds, 1, ATT_BK, b->qp + i0 * Dp, Dp, b->dk, Dp, 1);
+    block_product(bk, Dp, bq, b->ds, 1, ATT_BK, b->qp + i0 * Dp, Dp, b->dk, Dp, 1, 1.0f);
 }
 
 /* dst (rows, ld) += src (rows, Dp), the first D columns. */
