@@ -20,8 +20,10 @@
 # Needs /usr/bin/time (Debian package time): when it is missing, the script runs
 # scripts/install_deps.sh --bench, which installs it with the other benchmark packages.
 #
-# Peak RSS counts everything the process touched: the memory-mapped input file, the
-# copies of the inputs, the module's workspace and the output buffers.
+# A run started while other processes used the CPU is flagged (its wall time suffers,
+# its peak RSS does not). Peak RSS counts everything the process touched: the
+# memory-mapped input file, the copies of the inputs, the module's workspace and the
+# output buffers.
 # Exit status: 0 if every run passed, 1 otherwise.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -77,7 +79,11 @@ mem_run() {
     echo "== $label, L $L: writing the files" >&2
     "$py" bench/make_mha_files.py --dir "$tmp" --len "$L" "${batch_first[@]}" "${grad[@]}" ||
         { echo "$label L=$L: FAIL (could not write the files)"; return 1; }
-    echo "== $label, L $L: tfm forward ${gopt[*]}" >&2
+    # wall time suffers on a busy machine (peak RSS does not): flagged as in the benchmarks
+    local idle
+    idle=$(bench_idle_pct)
+    [ "$idle" -ge "$(bench_need_idle 75)" ] || bench_busy="$bench_busy $label (idle $idle%)"
+    echo "== $label, L $L: tfm forward${gopt[*]:+ ${gopt[*]}}" >&2
     /usr/bin/time -v -o "$tmp/time.txt" "$BUILD/tfm" forward --model "$tmp/model.safetensors" \
         --input "$tmp/input.safetensors" --output "$tmp/out.safetensors" "${gopt[@]}"
     rc=$?
@@ -102,4 +108,5 @@ mem_run forward "$len" || fails=1
 if [ "$grad_len" -gt 0 ]; then
     mem_run forward+backward "$grad_len" --grad || fails=1
 fi
+bench_finish # the busy-CPU warning
 [ "$fails" = 0 ] && echo "long_memory.sh: PASS" || { echo "long_memory.sh: FAIL"; exit 1; }
