@@ -39,3 +39,10 @@ float rng_normal(tfm_rng *r) {
     double u2 = (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
+
+uint64_t rng_dropout_threshold(float p) {
+    const float scaled = p * 16777216.0f; /* exact: a power-of-two scaling */
+    if (!(scaled > 0.0f)) return 0;
+    if (scaled >= 16777216.0f) return 1ULL << 24;
+    return (uint64_t)ceil((double)scaled);
+}

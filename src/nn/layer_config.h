@@ -37,6 +37,17 @@ void norm_forward(const layer_config *c, const norm_params *p, float *out, float
 void norm_backward(const layer_config *c, const norm_params *p, norm_params *g, float *dx,
                    const float *dy, const float *x, const float *mean, const float *rstd,
                    int64_t R);
+/* A post-norm block's end in one pass: sum (R, E) = a + dropout(t) (kept for backward),
+ * out (R, E) = LayerNorm(sum); out may alias a. p, seed: the dropout site. */
+void norm_forward_residual(const layer_config *c, const norm_params *p, float *out, float *sum,
+                           float *mean, float *rstd, const float *a, const float *t, int64_t R,
+                           float drop, uint64_t seed);
+/* Its backward: with g the gradient of sum, dres (R, E) = g (OVERWRITTEN, may alias dy)
+ * and ddrop (R, E) = dropout(g); parameter gradients into g; sum, mean, rstd saved. */
+void norm_backward_residual(const layer_config *c, const norm_params *p, norm_params *g,
+                            float *dres, float *ddrop, const float *dy, const float *sum,
+                            const float *mean, const float *rstd, int64_t R, float drop,
+                            uint64_t seed);
 
 /* linear1 → activation → dropout → linear2 — parameters or gradients */
 typedef struct ffn_params {
@@ -48,7 +59,8 @@ typedef struct ffn_params {
 
 typedef struct ffn_cache {
     const float *x; /* (R, E) input */
-    float *a;       /* (R, F) linear1 output, before the activation */
+    float *a;       /* (R, F) linear1 output, before the activation: GELU only (ReLU's
+                       backward reads h, which is > 0 exactly where the gradient passes) */
     float *h;       /* (R, F) after activation and dropout: linear2's input */
     float dropout;
     uint64_t seed;

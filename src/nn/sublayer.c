@@ -50,16 +50,14 @@ tfm_status sublayer_forward(const sublayer *s, tfm_ws *ws, float *h, int64_t N, 
         norm_forward(s->c, s->norm, nb, mean, rstd, in, R);
         st = apply_f(s, ws, t, nb, N, L, tc, k);
         uint64_t seed = train_next_stream(tc);
-        dropout_apply(t, n, drop, seed);
         if (k) k->seed = seed;
-        if (st == TFM_OK) add_vectors(h, h, t, n);
+        if (st == TFM_OK) dropout_add(h, h, t, n, drop, seed); /* h + dropout(t) */
     } else {
         st = apply_f(s, ws, t, in, N, L, tc, k);
         uint64_t seed = train_next_stream(tc);
-        dropout_apply(t, n, drop, seed);
         if (k) k->seed = seed;
-        add_vectors(nb, h, t, n);
-        if (st == TFM_OK) norm_forward(s->c, s->norm, h, mean, rstd, nb, R);
+        /* nb = h + dropout(t), h = norm(nb): one pass */
+        if (st == TFM_OK) norm_forward_residual(s->c, s->norm, h, nb, mean, rstd, h, t, R, drop, seed);
     }
     if (k) {
         k->x = x, k->n = nb, k->mean = mean, k->rstd = rstd;
@@ -86,25 +84,24 @@ static tfm_status f_backward(const sublayer *s, const sublayer_cache *k, tfm_ws 
 tfm_status sublayer_backward(const sublayer *s, const sublayer_cache *k, tfm_ws *ws, float *dh,
                              float *dmemory, int64_t N, int64_t L) {
     const int64_t R = N * L, n = R * s->c->d_model;
+    const bool pre = s->c->norm_first;
     ws_mark_t mark = ws_mark(ws);
-    float *dt = ws_floats(ws, (size_t)n), *du = ws_floats(ws, (size_t)n);
-    if (!dt || !du) {
+    float *dt = ws_floats(ws, (size_t)n), *du = pre ? ws_floats(ws, (size_t)n) : NULL;
+    if (!dt || (pre && !du)) {
         ws_release(ws, mark);
         return tfm_error(TFM_ERR_NOMEM, "sublayer backward: out of memory");
     }
     tfm_status st;
-    if (s->c->norm_first) { /* h_out = x + drop(f(norm(x))) */
-        memcpy(dt, dh, (size_t)n * sizeof(float));
-        dropout_apply(dt, n, k->dropout, k->seed);
+    if (pre) { /* h_out = x + drop(f(norm(x))) */
+        dropout_copy(dt, dh, n, k->dropout, k->seed);
         memset(du, 0, (size_t)n * sizeof(float));
         st = f_backward(s, k, ws, du, dt, dmemory, R); /* du: gradient of norm(x) */
         if (st == TFM_OK) norm_backward(s->c, s->norm, s->norm_g, dh, du, k->x, k->mean, k->rstd, R);
     } else { /* h_out = norm(u), u = x + drop(f(x)) */
-        memset(du, 0, (size_t)n * sizeof(float));
-        norm_backward(s->c, s->norm, s->norm_g, du, dh, k->n, k->mean, k->rstd, R);
-        memcpy(dh, du, (size_t)n * sizeof(float)); /* the residual path */
-        dropout_apply(du, n, k->dropout, k->seed);
-        st = f_backward(s, k, ws, dh, du, dmemory, R);
+        /* dh = the gradient of u (the residual path), dt = dropout of it (f's output) */
+        norm_backward_residual(s->c, s->norm, s->norm_g, dh, dt, dh, k->n, k->mean, k->rstd, R,
+                               k->dropout, k->seed);
+        st = f_backward(s, k, ws, dh, dt, dmemory, R);
     }
     ws_release(ws, mark);
     return st;
