@@ -234,7 +234,7 @@ bench_table() {
         function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a / b) : "-" }
         # a torch build'"'"'s cell: its value, FAILED if it ran and has none, n/a if not run
         function tcell(label, x) { return x != "" ? x : (label != "" ? "FAILED" : "n/a") }
-        '"$prog" "$tmp"/*.txt
+        '"$prog" "$tmp"/*.txt || bench_failed="$bench_failed table"
 }
 
 # bench_finish: the busy-CPU warning; exit status 1 if any side failed.

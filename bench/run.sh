@@ -63,7 +63,7 @@ measure_peak() {
 }
 # peak_gflops THREADS: the best PEAK line of that many threads so far ("" if none)
 peak_gflops() {
-    awk -v t="threads=$1" '$1 == "PEAK" && $2 == t { sub("gflops=", "", $4); if ($4 > g) g = $4 }
+    awk -v t="threads=$1" '$1 == "PEAK" && $2 == t { sub("gflops=", "", $4); if ($4 + 0 > g + 0) g = $4 }
         END { if (g != "") print g }' "$tmp/peak.out" 2>/dev/null
 }
 # best_peak: peak and peak_threads, the best on all threads so far (a build without
@@ -107,13 +107,16 @@ bench_table '
             c = order[i]
             tm = get("tfm", c, "median_ms"); m1 = get("torch1", c, "median_ms")
             m2 = get("torch2", c, "median_ms"); g = get("tfm", c, "gflops")
+            pct = (g != "" && peak > 0) ? 100 * g / peak : -1
+            if (pct > 100) over = 1
             printf fmt, c, dflt(tm, "FAILED"), tcell(t1, m1), ratio(m1, tm), tcell(t2, m2),
-                   ratio(m2, tm), dflt(g, "-"), (g != "" && peak > 0) ? sprintf("%.1f", 100 * g / peak) : "-"
+                   ratio(m2, tm), dflt(g, "-"), (pct >= 0 ? sprintf("%.1f", pct) : "-")
         }
         print "(median ms per forward; X/tfm = torch X time over tfm time, > 1 means tfm is faster;"
         print " GFLOP/s from matrix-product FLOPs, see bench/bench_tfm.c; % peak: of the FP32 peak"
         printf " on %d thread(s), the best of before and after the cases: %s GFLOP/s)\n", peak_threads,
                dflt(peak, "n/a (peak_fma: x86-64 only)")
+        if (over) print "WARNING: a case beat the measured peak: the peak was measured on a busy CPU"
         t1ms = get("tfm1", "encoder6", "median_ms"); tnms = get("tfm", "encoder6", "median_ms")
         if (t1ms != "")
             printf "threads scaling, tfm encoder6: %s ms on 1 thread, %s ms on %d: speed-up %s (ideal %dx)\n",

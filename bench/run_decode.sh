@@ -100,7 +100,7 @@ bench_table '
     }
     END {
         a = "t" dflt(t1, "1.13"); b = "t" dflt(t2, "2.x")
-        fmt = "%-5s %4s %11s %12s %11s %11s %8s %8s %8s %6s\n"
+        fmt = "%-5s %4s %12s %13s %12s %12s %8s %8s %8s %6s\n"
         printf fmt, "model", "L", "tfm cached", "tfm no-cache", a, b, "cache", "cached/", "cached/", "same"
         printf fmt, "", "", "tok/s", "tok/s", "tok/s", "tok/s", "speed-up", a, b, "tokens"
         for (i = 1; i <= n; i++) {

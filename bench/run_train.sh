@@ -64,7 +64,7 @@ bench_table '
         print "(median ms per whole step; tokens = non-PAD target tokens per step; X/tfm = torch X"
         print " step time over tfm step time = tfm tokens/s over torch X tokens/s, > 1 means tfm is faster)"
         print ""
-        fmt = "%-6s %8s %8s %8s %8s %8s %8s %9s %10s %10s\n"
+        fmt = "%-6s %9s %8s %9s %9s %9s %9s %9s %10s %10s\n"
         a = "t" dflt(t1, "1.13"); b = "t" dflt(t2, "2.x")
         printf fmt, "phases", "tfm fb", "tfm opt", a " fb", a " opt", b " fb", b " opt",
                "tfm GF/s", a " GF/s", b " GF/s"
