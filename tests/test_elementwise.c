@@ -97,7 +97,8 @@ static void test_dropout_bits(void **state) {
         use_path(PATHS[pi]);
         for (int k = 0; k < NPS; k++) {
             const float p = PS[k];
-            for (int64_t i = 0; i < n; i++) want[i] = x[i] * rng_dropout_scale(seed, (uint64_t)i, p);
+            for (int64_t i = 0; i < n; i++)
+                want[i] = x[i] * rng_dropout_scale(seed, (uint64_t)i, p);
             memcpy(y, x, (size_t)n * sizeof(float));
             dropout_apply(y, n, p, seed);
             assert_memory_equal(y, want, (size_t)n * sizeof(float));

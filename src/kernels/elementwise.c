@@ -9,10 +9,11 @@
 #include <string.h>
 
 #include "core/cpu.h"
+#include "core/threads.h"
 #include "kernels/elementwise_isa.h"
 
 /* Elements below which a call runs on one thread. */
-#define EW_PAR_MIN (1 << 16)
+#define EW_PAR_MIN (1 << 14)
 /* Elements per parallel item of the flat (index-only) kernels. */
 #define EW_CHUNK 8192
 
@@ -35,7 +36,13 @@ static bool drop_make(ew_drop *d, float p, uint64_t seed) {
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-static int64_t col_blocks(int64_t C) { return (C + EW_COL_BLOCK - 1) / EW_COL_BLOCK; }
+/* The width of the column blocks of a C-column kernel: one block per thread, a multiple
+ * of 16 columns, at most EW_COL_BLOCK (see elementwise_isa.h: no effect on results). */
+static int64_t col_block_width(int64_t C) {
+    const int64_t T = tfm_max_threads();
+    int64_t w = ((C + T - 1) / T + 15) / 16 * 16;
+    return w < 16 ? 16 : w > EW_COL_BLOCK ? EW_COL_BLOCK : w;
+}
 
 void add_bias_rows(float *y, const float *b, int64_t R, int64_t C) {
 #pragma omp parallel for schedule(static) if (R * C > EW_PAR_MIN)
@@ -128,8 +135,7 @@ void bias_act_dropout_forward(float *y, float *pre, const float *b, int64_t R, i
     const ew_drop *dp = drop_make(&d, p, seed) ? &d : NULL;
     const ew_kernels *k = ew_active();
     /* GELU's erf is scalar: worth threads from fewer elements */
-    const int64_t par_min = gelu ? EW_PAR_MIN / 8 : EW_PAR_MIN;
-#pragma omp parallel for schedule(static) if (R * C > par_min)
+#pragma omp parallel for schedule(static) if (R * C > (gelu ? EW_PAR_MIN / 8 : EW_PAR_MIN))
     for (int64_t r = 0; r < R; r++)
         k->act_dropout_row(y + r * C, pre ? pre + r * C : NULL, b, C, gelu, (uint64_t)(r * C),
                            dp);
@@ -162,14 +168,14 @@ static void layernorm_backward_any(float *dx, float *ddrop, float *dweight, floa
                                    const ew_drop *d) {
     const ew_kernels *k = ew_active();
     const bool params = dweight || dbias;
-    const int64_t nb = col_blocks(C);
+    const int64_t bw = col_block_width(C), nb = (C + bw - 1) / bw;
 #pragma omp parallel if (R * C > EW_PAR_MIN)
     {
         if (params) {
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < nb; b++)
-                k->layernorm_backward_cols(dweight, dbias, dy, x, mean, rstd, R, C,
-                                           b * EW_COL_BLOCK, min64((b + 1) * EW_COL_BLOCK, C));
+                k->layernorm_backward_cols(dweight, dbias, dy, x, mean, rstd, R, C, b * bw,
+                                           min64((b + 1) * bw, C));
         }
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < R; r++)
@@ -197,21 +203,21 @@ void layernorm_backward_dropout(float *dres, float *ddrop, float *dweight, float
 void bias_backward(float *db, const float *dy, int64_t lddy, int64_t R, int64_t C) {
     if (R <= 0) return;
     const ew_kernels *k = ew_active();
-    const int64_t nb = col_blocks(C);
+    const int64_t bw = col_block_width(C), nb = (C + bw - 1) / bw;
 #pragma omp parallel for schedule(static) if (R * C > EW_PAR_MIN)
     for (int64_t b = 0; b < nb; b++)
-        k->bias_cols(db, dy, lddy, R, b * EW_COL_BLOCK, min64((b + 1) * EW_COL_BLOCK, C));
+        k->bias_cols(db, dy, lddy, R, b * bw, min64((b + 1) * bw, C));
 }
 
 void relu_dropout_backward(float *dv, float *db, const float *dy, const float *y, int64_t R,
                            int64_t C, float p) {
     const float scale = p <= 0.0f ? 1.0f : 1.0f / (1.0f - p); /* drop_make's scale */
     const ew_kernels *k = ew_active();
-    const int64_t nb = col_blocks(C);
+    const int64_t bw = col_block_width(C), nb = (C + bw - 1) / bw;
 #pragma omp parallel for schedule(static) if (R * C > EW_PAR_MIN)
     for (int64_t b = 0; b < nb; b++)
-        k->relu_dropout_backward_cols(dv, db, dy, y, R, C, b * EW_COL_BLOCK,
-                                      min64((b + 1) * EW_COL_BLOCK, C), scale);
+        k->relu_dropout_backward_cols(dv, db, dy, y, R, C, b * bw, min64((b + 1) * bw, C),
+                                      scale);
 }
 
 void gelu_dropout_backward(float *dv, float *db, const float *dy, const float *v, int64_t R,
@@ -219,9 +225,8 @@ void gelu_dropout_backward(float *dv, float *db, const float *dy, const float *v
     ew_drop d;
     const ew_drop *dp = drop_make(&d, p, seed) ? &d : NULL;
     const ew_kernels *k = ew_active();
-    const int64_t nb = col_blocks(C);
+    const int64_t bw = col_block_width(C), nb = (C + bw - 1) / bw;
 #pragma omp parallel for schedule(static) if (R * C > EW_PAR_MIN / 8)
     for (int64_t b = 0; b < nb; b++)
-        k->gelu_dropout_backward_cols(dv, db, dy, v, R, C, b * EW_COL_BLOCK,
-                                      min64((b + 1) * EW_COL_BLOCK, C), dp);
+        k->gelu_dropout_backward_cols(dv, db, dy, v, R, C, b * bw, min64((b + 1) * bw, C), dp);
 }

@@ -27,6 +27,14 @@
 #endif
 
 #define EW_LANES 8
+/* Floats per tile of a row's temporaries (a multiple of EW_LANES). */
+#define EW_TILE 256
+
+/* acc[l] += v[t + l] for every t < n in steps of EW_LANES (n a multiple of it). */
+static inline void lanes_accumulate(double acc[EW_LANES], const float *v, int64_t n) {
+    for (int64_t t = 0; t < n; t += EW_LANES)
+        for (int l = 0; l < EW_LANES; l++) acc[l] += v[t + l];
+}
 
 /* Σ lanes in a fixed tree. */
 static inline double lanes_total(const double a[EW_LANES]) {
@@ -91,9 +99,8 @@ static void EW_FN(layernorm_row)(float *out, float *sum, float *mean, float *rst
         in = sum;
     }
     double acc[EW_LANES] = {0};
-    int64_t c = 0;
-    for (; c + EW_LANES <= C; c += EW_LANES)
-        for (int j = 0; j < EW_LANES; j++) acc[j] += in[c + j];
+    int64_t c = C - C % EW_LANES;
+    lanes_accumulate(acc, in, c);
     for (int j = 0; c + j < C; j++) acc[j] += in[c + j];
     const double mu = lanes_total(acc) / (double)C;
     double vacc[EW_LANES] = {0};
@@ -127,30 +134,24 @@ static void EW_FN(layernorm_backward_row)(float *dx, float *ddrop, const float *
                                           const float *weight, int64_t C, uint64_t i0,
                                           const ew_drop *d) {
     double ag[EW_LANES] = {0}, agx[EW_LANES] = {0};
-    int64_t c = 0;
-    if (weight) {
-        for (; c + EW_LANES <= C; c += EW_LANES)
-            for (int j = 0; j < EW_LANES; j++) {
-                const float g = dy[c + j] * weight[c + j];
-                ag[j] += g;
-                agx[j] += g * ((x[c + j] - m) * rs);
-            }
-        for (int j = 0; c + j < C; j++) {
-            const float g = dy[c + j] * weight[c + j];
-            ag[j] += g;
-            agx[j] += g * ((x[c + j] - m) * rs);
-        }
-    } else {
-        for (; c + EW_LANES <= C; c += EW_LANES)
-            for (int j = 0; j < EW_LANES; j++) {
-                ag[j] += dy[c + j];
-                agx[j] += dy[c + j] * ((x[c + j] - m) * rs);
-            }
-        for (int j = 0; c + j < C; j++) {
-            ag[j] += dy[c + j];
-            agx[j] += dy[c + j] * ((x[c + j] - m) * rs);
-        }
+    /* ĝ and ĝ · x̂ in float for a tile of the row, then into the double lane sums (two
+     * simple loops vectorise where one mixed loop did not); the tile's tail is padded
+     * with zeros, which leave the sums as they are */
+    for (int64_t c0 = 0; c0 < C; c0 += EW_TILE) {
+        const int64_t n = C - c0 < EW_TILE ? C - c0 : EW_TILE;
+        const float *dyt = dy + c0, *xt = x + c0;
+        float g[EW_TILE], gx[EW_TILE];
+        if (weight)
+            for (int64_t j = 0; j < n; j++) g[j] = dyt[j] * weight[c0 + j];
+        else
+            for (int64_t j = 0; j < n; j++) g[j] = dyt[j];
+        for (int64_t j = 0; j < n; j++) gx[j] = g[j] * ((xt[j] - m) * rs);
+        int64_t j = n;
+        for (; j % EW_LANES; j++) g[j] = gx[j] = 0.0f;
+        lanes_accumulate(ag, g, j);
+        lanes_accumulate(agx, gx, j);
     }
+    int64_t c;
     const float mg = (float)(lanes_total(ag) / (double)C);
     const float mgx = (float)(lanes_total(agx) / (double)C);
 #define EW_LN_GRAD(c) (rs * ((weight ? dy[c] * weight[c] : dy[c]) - mg - ((x[c] - m) * rs) * mgx))
@@ -215,15 +216,15 @@ static void EW_FN(relu_dropout_backward_cols)(float *dv, float *db, const float 
     for (int64_t r = 0; r < R; r++) {
         const float *g = dy + r * C + c0, *yr = y + r * C + c0;
         float *o = dv + r * C + c0;
-        if (db) {
-            for (int64_t j = 0; j < w; j++) {
-                const float v = yr[j] > 0.0f ? g[j] * scale : 0.0f;
-                o[j] = v;
-                s[j] += v;
-            }
-        } else {
-            for (int64_t j = 0; j < w; j++) o[j] = yr[j] > 0.0f ? g[j] * scale : 0.0f;
+        /* a select between computed values (not a multiply by 0 or scale, which would
+         * carry an infinite dy into NaN), and the sum as a second loop over the row just
+         * written (in L1): both loops vectorise */
+        for (int64_t j = 0; j < w; j++) {
+            const float gs = g[j] * scale;
+            o[j] = yr[j] > 0.0f ? gs : 0.0f;
         }
+        if (db)
+            for (int64_t j = 0; j < w; j++) s[j] += o[j];
     }
     if (db)
         for (int64_t j = 0; j < w; j++) db[c0 + j] += (float)s[j];
@@ -234,6 +235,8 @@ static void EW_FN(gelu_dropout_backward_cols)(float *dv, float *db, const float 
                                               const float *v, int64_t R, int64_t C, int64_t c0,
                                               int64_t c1, const ew_drop *d) {
     const float inv_sqrt2 = 0.70710678118654752440f, inv_sqrt2pi = 0.39894228040143267794f;
+    const uint64_t seed = d ? d->seed : 0, th = d ? d->thresh : 0; /* th 0: nothing dropped */
+    const float scale = d ? d->scale : 1.0f;
     double s[EW_COL_BLOCK] = {0};
     const int64_t w = c1 - c0;
     for (int64_t r = 0; r < R; r++) {
@@ -241,8 +244,7 @@ static void EW_FN(gelu_dropout_backward_cols)(float *dv, float *db, const float 
         float *o = dv + r * C + c0;
         const uint64_t i0 = (uint64_t)(r * C + c0);
         for (int64_t j = 0; j < w; j++) {
-            const float gd = d ? g[j] * ew_drop_factor(d->seed, d->thresh, d->scale, i0 + (uint64_t)j)
-                               : g[j];
+            const float gd = d ? g[j] * ew_drop_factor(seed, th, scale, i0 + (uint64_t)j) : g[j];
             const float cdf = 0.5f * (1.0f + erff(vr[j] * inv_sqrt2));
             const float pdf = inv_sqrt2pi * expf(-0.5f * vr[j] * vr[j]);
             const float out = gd * (cdf + vr[j] * pdf);

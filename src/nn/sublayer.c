@@ -57,7 +57,8 @@ tfm_status sublayer_forward(const sublayer *s, tfm_ws *ws, float *h, int64_t N, 
         uint64_t seed = train_next_stream(tc);
         if (k) k->seed = seed;
         /* nb = h + dropout(t), h = norm(nb): one pass */
-        if (st == TFM_OK) norm_forward_residual(s->c, s->norm, h, nb, mean, rstd, h, t, R, drop, seed);
+        if (st == TFM_OK)
+            norm_forward_residual(s->c, s->norm, h, nb, mean, rstd, h, t, R, drop, seed);
     }
     if (k) {
         k->x = x, k->n = nb, k->mean = mean, k->rstd = rstd;
