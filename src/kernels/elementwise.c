@@ -57,6 +57,14 @@ void fill_rows(float *y, int64_t ldy, const float *b, int64_t R, int64_t C) {
     for (int64_t r = 0; r < R; r++) memcpy(y + r * ldy, b, (size_t)C * sizeof(float));
 }
 
+void copy_floats(float *dst, const float *src, int64_t n) {
+    const int64_t nc = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (n > EW_PAR_MIN)
+    for (int64_t b = 0; b < nc; b++)
+        memcpy(dst + b * EW_CHUNK, src + b * EW_CHUNK,
+               (size_t)min64(EW_CHUNK, n - b * EW_CHUNK) * sizeof(float));
+}
+
 void add_vectors(float *y, const float *a, const float *b, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > EW_PAR_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];

@@ -21,6 +21,8 @@ void add_bias_rows(float *y, const float *b, int64_t R, int64_t C);
 /* y[r, 0:C] = b for every row: the bias a GEMM with beta = 1 then adds to.
  * y (R, ldy), b (C). */
 void fill_rows(float *y, int64_t ldy, const float *b, int64_t R, int64_t C);
+/* dst (n) = src (n), not overlapping; large copies split over the threads. */
+void copy_floats(float *dst, const float *src, int64_t n);
 /* y = a + b, element-wise over n. y may alias a or b. */
 void add_vectors(float *y, const float *a, const float *b, int64_t n);
 /* In place: relu(x) = max(x, 0). */

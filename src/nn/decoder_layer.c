@@ -4,7 +4,7 @@
  * Legend: N batch, L target length, S memory length, E d_model. */
 #include "nn/decoder_layer.h"
 
-#include <string.h>
+#include "kernels/elementwise.h"
 
 void decoder_layer_describe(const layer_config *c, decoder_layer_params *p, const char *prefix,
                             param_list *l) {
@@ -42,7 +42,7 @@ tfm_status decoder_layer_forward(const layer_config *c, const decoder_layer_para
                                  decoder_layer_cache *cache) {
     sublayer b[3];
     blocks(c, p, NULL, memory, S, self_mask, cross_mask, b);
-    if (out != x) memcpy(out, x, (size_t)(N * L * c->d_model) * sizeof(float));
+    if (out != x) copy_floats(out, x, N * L * c->d_model);
     for (int i = 0; i < 3; i++) {
         tfm_status st = sublayer_forward(&b[i], ws, out, N, L, tc, cache ? &cache->sub[i] : NULL);
         if (st) return st;

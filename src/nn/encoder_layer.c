@@ -5,7 +5,7 @@
  * Legend: N batch, L sequence length, E d_model. */
 #include "nn/encoder_layer.h"
 
-#include <string.h>
+#include "kernels/elementwise.h"
 
 void encoder_layer_describe(const layer_config *c, encoder_layer_params *p, const char *prefix,
                             param_list *l) {
@@ -34,7 +34,7 @@ tfm_status encoder_layer_forward(const layer_config *c, const encoder_layer_para
                                  const attn_bias *mask, train_ctx *tc, encoder_layer_cache *cache) {
     sublayer b[2];
     blocks(c, p, NULL, mask, b);
-    if (out != x) memcpy(out, x, (size_t)(N * L * c->d_model) * sizeof(float));
+    if (out != x) copy_floats(out, x, N * L * c->d_model);
     for (int i = 0; i < 2; i++) {
         tfm_status st = sublayer_forward(&b[i], ws, out, N, L, tc, cache ? &cache->sub[i] : NULL);
         if (st) return st;

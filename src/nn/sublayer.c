@@ -42,7 +42,7 @@ tfm_status sublayer_forward(const sublayer *s, tfm_ws *ws, float *h, int64_t N, 
         ws_release(ws, mark);
         return tfm_error(TFM_ERR_NOMEM, "sublayer: out of memory");
     }
-    if (k) memcpy(x, h, (size_t)n * sizeof(float));
+    if (k) copy_floats(x, h, n);
     const float *in = k ? x : h; /* f reads a copy that stays valid for backward */
     float drop = tc ? tc->dropout : 0.0f;
     tfm_status st;
