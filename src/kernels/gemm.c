@@ -1,9 +1,13 @@
-/* gemm.c — tfm_gemm: CBLAS when available, else the portable reference.
+/* gemm.c — tfm_gemm: the choice between tfm's packed SGEMM (kernels/gemm_packed.h), CBLAS
+ * and the plain reference loop, made here and only here.
  * Legend: M rows of C, N columns of C, K the contracted dimension. */
 #include "kernels/gemm.h"
 
 #include <limits.h>
 #include <string.h>
+
+#include "core/cpu.h"
+#include "kernels/gemm_packed.h"
 
 #ifdef TFM_HAVE_CBLAS
 #include <cblas.h>
@@ -70,13 +74,49 @@ static void gemm_cblas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 }
 #endif
 
+#ifdef TFM_HAVE_CBLAS
+/* Whether the packed kernel k takes this product although CBLAS is there. Measured with
+ * bench/bench_gemm.c against Debian's OpenBLAS 0.3.21 (Cooperlake kernels) on a 2-core
+ * Zen 4, medians of quiet runs, GFLOP/s against what this file fed OpenBLAS (K by 256):
+ * at the linear layers' products for 1024 and 4096 rows, level on one thread (~96 each)
+ * and 0–8% ahead on two at 12 of the 15 (~185 against ~180; peak ≈ 230); with 4 to 128
+ * rows (decoding) 3–65% ahead. OpenBLAS stays where it measured faster:
+ *   - M < 4: vector-like products, which OpenBLAS spreads over threads and we do not;
+ *   - N padding the NR-wide tiles by 10% or more (N = 259: 288 columns computed);
+ *   - weight gradients (trans_a: C = Aᵀ·B) with a small C (M·N ≤ 512²): 5–10% behind.
+ * The AVX2 kernel stays unused beside CBLAS: 5–15% behind OpenBLAS's AVX-512 kernels here
+ * (no AVX2-only CPU was measured). A function of the path and the shape only, never of
+ * the thread count: each product's result is the same for any number of threads. */
+static bool packed_wins(const gemm_kernel *k, bool trans_a, int64_t M, int64_t N) {
+    if (!k || cpu_active() != CPU_AVX512) return false;
+    const int64_t padded_n = (N + k->nr - 1) / k->nr * k->nr;
+    if (M < 4 || 10 * N < 9 * padded_n) return false;
+    return !(trans_a && M * N <= 512 * 512);
+}
+#endif
+
 void tfm_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    const gemm_kernel *k = gemm_kernel_for(cpu_active());
 #ifdef TFM_HAVE_CBLAS
-    if (K > 0 && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
-        ldc <= INT_MAX) {
+    const bool cblas_fits =
+        N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX;
+    if (cblas_fits && !packed_wins(k, trans_a, M, N)) {
+        gemm_cblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    /* The packed kernel fails only when its buffers cannot be allocated. */
+    if (k && gemm_packed(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+#ifdef TFM_HAVE_CBLAS
+    if (cblas_fits) {
         gemm_cblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -86,8 +126,9 @@ void tfm_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 
 const char *tfm_gemm_backend(void) {
 #ifdef TFM_HAVE_CBLAS
-    return "cblas";
+    return cpu_active() == CPU_AVX512 && gemm_kernel_for(CPU_AVX512) ? "avx512+cblas" : "cblas";
 #else
-    return "portable";
+    const gemm_kernel *k = gemm_kernel_for(cpu_active());
+    return k ? k->name : "portable";
 #endif
 }

@@ -2,8 +2,13 @@
  *
  * Row-major: C (M, N) = alpha · op(A) · op(B) + beta · C, where op(A) is (M, K)
  * (A stored (K, M) when trans_a) and op(B) is (K, N) (B stored (N, K) when trans_b).
- * Backed by CBLAS when built with one, else by a portable blocked C loop.
- * Must not be called from inside an OpenMP parallel region (the BLAS threads itself).
+ * beta = 0 overwrites C without reading it (NaN there is not kept).
+ * Backed by tfm's packed SGEMM (kernels/gemm_packed.h) on the AVX-512 path for the
+ * products where it measured faster than OpenBLAS, by CBLAS for the rest when built with
+ * one, and without CBLAS by the packed kernel of the CPU path (AVX-512, AVX2 or plain C).
+ * Results do not depend on the thread count (each backend sums every element in a fixed
+ * order); they differ between backends and paths by rounding.
+ * Must not be called from inside an OpenMP parallel region (it threads itself).
  */
 #ifndef TFM_KERNELS_GEMM_H
 #define TFM_KERNELS_GEMM_H
@@ -15,12 +20,13 @@ void tfm_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc);
 
-/* The portable implementation, always built (tests compare it with the BLAS path). */
+/* The plain reference loop, always built: what the tests compare every backend with. */
 void tfm_gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                         float beta, float *C, int64_t ldc);
 
-/* "cblas" or "portable": what tfm_gemm uses in this build. */
+/* What tfm_gemm uses on the active CPU path: "avx512+cblas" (the packed AVX-512 kernel,
+ * CBLAS for some shapes), "cblas", or without CBLAS "avx512", "avx2" or "generic". */
 const char *tfm_gemm_backend(void);
 
 #endif

@@ -1,0 +1,258 @@
+/* gemm_packed.c — the packed SGEMM driver: blocking, packing, threads, edges; and the
+ * plain-C micro-kernel of the generic path (the SIMD ones are gemm_avx2.c and
+ * gemm_avx512.c).
+ *
+ * Legend: M rows of C, N columns of C, K the contracted dimension; MR × NR micro-tile;
+ * KC the K block; MC rows of op(A) and NP columns of op(B) packed at a time (all of them
+ * at tfm's shapes); NC columns of op(B) computed at a time; T threads.
+ *
+ * Loops, all threads of the team in step:
+ *   for pc in K by KC            (in order: the summation order of every element of C)
+ *     for ic in M by MC, jp in N by NP:
+ *       barrier; pack op(A)[ic:, pc:] → panels (KC, MR) and op(B)[pc:, jp:] → panels
+ *       (KC, NR) into buffers the team shares, each thread 1/T of the panels; barrier
+ *       for jc in the NP columns by NC:
+ *         this thread's 1/T of the block's MR × NR tiles, row by row: the micro-kernel,
+ *         with the MR × KC panel of A in L1 and the KC × NC block of B in L2
+ * Packing is shared as in OpenBLAS and BLIS: every element of A and B is packed once per
+ * K block, and a K block costs two barriers. Which thread computes a tile changes with T,
+ * its arithmetic does not.
+ */
+#include "kernels/gemm_packed.h"
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/threads.h"
+
+/* ---- packing ---------------------------------------------------------------------- */
+
+void gemm_pack_generic(const float *src, int64_t ld, bool k_contiguous, int64_t kc, int64_t n,
+                       int w, float *dst) {
+    const int64_t panel = (int64_t)w * kc;
+    if (!k_contiguous) {
+        gemm_pack_copy(src, ld, kc, n, w, dst);
+        return;
+    }
+    for (int64_t p = 0; p < n; p += w, dst += panel) { /* w rows along k, transposed */
+        const int m = n - p < w ? (int)(n - p) : w;
+        for (int i = 0; i < m; i++) {
+            const float *row = src + (p + i) * ld;
+            for (int64_t k = 0; k < kc; k++) dst[k * w + i] = row[k];
+        }
+        for (int i = m; i < w; i++)
+            for (int64_t k = 0; k < kc; k++) dst[k * w + i] = 0.0f;
+    }
+}
+
+/* ---- the generic micro-kernel ------------------------------------------------------- */
+
+/* 4 × 8: eight 4-wide accumulators for the baseline SSE2 (16 registers); wider tiles make
+ * GCC spill or shuffle (measured: 4 × 16 runs at a quarter of the speed). */
+#define GEN_MR 4
+#define GEN_NR 8
+
+/* acc[i][:] += a[i] · b[:] for each k: the j loop is what the compiler vectorises. */
+static void micro_generic(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                          float alpha, float beta) {
+    float acc[GEN_MR][GEN_NR] = {{0.0f}};
+    for (int64_t k = 0; k < kc; k++, a += GEN_MR, b += GEN_NR)
+        for (int i = 0; i < GEN_MR; i++) {
+            const float ai = a[i];
+            for (int j = 0; j < GEN_NR; j++) acc[i][j] += ai * b[j];
+        }
+    for (int i = 0; i < GEN_MR; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f)
+            for (int j = 0; j < GEN_NR; j++) ci[j] = alpha * acc[i][j];
+        else
+            for (int j = 0; j < GEN_NR; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+static const gemm_kernel gemm_kernel_generic = {
+    .name = "generic", .mr = GEN_MR, .nr = GEN_NR, .kc = 256, .mc = 4096, .np = 4096, .nc = 512,
+    .micro = micro_generic, .pack = gemm_pack_generic,
+};
+
+const gemm_kernel *gemm_kernel_for(cpu_path p) {
+    if (!cpu_supported(p)) return NULL;
+    switch (p) {
+    case CPU_GENERIC: return &gemm_kernel_generic;
+#if defined(TFM_HAVE_X86_KERNELS)
+    case CPU_AVX2: return &gemm_kernel_avx2;
+    case CPU_AVX512: return &gemm_kernel_avx512;
+#endif
+    default: return NULL;
+    }
+}
+
+/* ---- packing buffers ---------------------------------------------------------------- */
+
+/* One spare buffer, kept between calls so that the steady state allocates nothing. A call
+ * takes it (atomically, so concurrent callers never share one) and puts it back; a call
+ * that finds none or too small a one allocates its own. Its capacity in floats is stored
+ * in its first 64 bytes. Still reachable at exit: not a leak. */
+#define BUF_HEAD 16 /* floats: 64 bytes, keeps the data 64-byte aligned */
+static float *_Atomic spare_buffer;
+
+static size_t buffer_capacity(const float *buf) {
+    size_t cap;
+    memcpy(&cap, buf, sizeof cap);
+    return cap;
+}
+
+static float *buffer_take(size_t floats) {
+    float *buf = atomic_exchange(&spare_buffer, NULL);
+    if (buf && buffer_capacity(buf) >= floats) return buf;
+    free(buf);
+    size_t bytes = (floats + BUF_HEAD) * sizeof(float);
+    bytes = (bytes + 63) / 64 * 64;
+    buf = aligned_alloc(64, bytes);
+    if (buf) memcpy(buf, &floats, sizeof floats);
+    return buf;
+}
+
+static void buffer_give(float *buf) {
+    float *old = atomic_exchange(&spare_buffer, buf);
+    if (!old) return;
+    /* Another call put one back meanwhile: keep the larger. */
+    if (buffer_capacity(old) > buffer_capacity(buf)) {
+        old = atomic_exchange(&spare_buffer, old);
+    }
+    free(old);
+}
+
+/* ---- the driver ----------------------------------------------------------------------- */
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* The partial tile at an edge of C: computed as a full tile in `tile` with the micro-kernel
+ * (the same arithmetic as everywhere else), then its m × n corner copied out. */
+#define TILE_MAX (32 * 64)
+static void edge_tile(const gemm_kernel *k, int64_t kc, const float *a, const float *b, float *c,
+                      int64_t ldc, float alpha, float beta, int m, int n) {
+    alignas(64) float tile[TILE_MAX];
+    const int nr = k->nr;
+    if (beta != 0.0f) {
+        memset(tile, 0, (size_t)k->mr * (size_t)nr * sizeof(float));
+        for (int i = 0; i < m; i++) memcpy(tile + i * nr, c + i * ldc, (size_t)n * sizeof(float));
+    }
+    k->micro(kc, a, b, tile, nr, alpha, beta);
+    for (int i = 0; i < m; i++) memcpy(c + i * ldc, tile + i * nr, (size_t)n * sizeof(float));
+}
+
+typedef struct gemm_args {
+    const gemm_kernel *k;
+    bool trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+    int64_t mc, np;   /* rows of op(A), columns of op(B) packed at a time: all at most shapes */
+    float *abuf;      /* (mc, KC) packed op(A), shared by the team */
+    float *bbuf;      /* (KC, np) packed op(B), shared */
+} gemm_args;
+
+/* Packs panels [p0, p1) of op(A)[x0 :, k0 : k0 + kc] (w = MR) or op(B)[k0 :, x0 :] (w = NR)
+ * of X, whose n rows (columns) from x0 make ceil(n / w) panels into dst. X is stored
+ * (K, ·) when k_major (A with trans_a, B without trans_b), else (·, K). */
+static void pack_panels(const gemm_kernel *k, const float *X, int64_t ld, bool k_major,
+                        int64_t k0, int64_t x0, int64_t kc, int64_t n, int w, int64_t p0,
+                        int64_t p1, float *dst) {
+    if (p0 >= p1) return;
+    const int64_t first = x0 + p0 * w, count = min64(n, p1 * w) - p0 * w;
+    dst += p0 * w * kc;
+    if (k_major)
+        k->pack(X + k0 * ld + first, ld, false, kc, count, w, dst);
+    else
+        k->pack(X + first * ld + k0, ld, true, kc, count, w, dst);
+}
+
+/* The share [t0, t1) of tiles of an (mc, nc) block at C[ic:, jc:]: tiles in row-major
+ * order, so a share is whole rows of tiles when there are many. a, b the block's packed
+ * op(A) and op(B). */
+static void compute_tiles(const gemm_args *g, int64_t kc, float beta, const float *a,
+                          const float *b, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
+                          int64_t t0, int64_t t1) {
+    const gemm_kernel *k = g->k;
+    const int mr = k->mr, nr = k->nr;
+    const int64_t bp = ceil_div(nc, nr);
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t ir = t / bp * mr, jr = t % bp * nr;
+        float *c = g->C + (ic + ir) * g->ldc + jc + jr;
+        const int m = (int)min64(mr, mc - ir), n = (int)min64(nr, nc - jr);
+        if (m == mr && n == nr)
+            k->micro(kc, a + ir * kc, b + jr * kc, c, g->ldc, g->alpha, beta);
+        else
+            edge_tile(k, kc, a + ir * kc, b + jr * kc, c, g->ldc, g->alpha, beta, m, n);
+    }
+}
+
+/* The whole product, run by every thread of the team (id of T) in step. Per K block the
+ * team packs op(A) and op(B) (all of both at most shapes), each thread 1/T of the panels;
+ * a barrier; then each thread computes its share of the tiles of every NC-column block (the
+ * packed KC × NC of op(B) it reads stays in L2); a barrier before the buffers are reused. */
+static void gemm_team(const gemm_args *g, int id, int T) {
+    const gemm_kernel *k = g->k;
+    const int mr = k->mr, nr = k->nr;
+    for (int64_t pc = 0; pc < g->K; pc += k->kc) {
+        const int64_t kc = min64(k->kc, g->K - pc);
+        const float beta = pc == 0 ? g->beta : 1.0f;
+        for (int64_t ic = 0; ic < g->M; ic += g->mc) {
+            const int64_t mc = min64(g->mc, g->M - ic), ap = ceil_div(mc, mr);
+            for (int64_t jp = 0; jp < g->N; jp += g->np) {
+                const int64_t np = min64(g->np, g->N - jp), bp = ceil_div(np, nr);
+#pragma omp barrier
+                if (jp == 0)
+                    pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap * id / T,
+                                ap * (id + 1) / T, g->abuf);
+                pack_panels(k, g->B, g->ldb, !g->trans_b, pc, jp, kc, np, nr, bp * id / T,
+                            bp * (id + 1) / T, g->bbuf);
+#pragma omp barrier
+                for (int64_t jc = 0; jc < np; jc += k->nc) {
+                    const int64_t nc = min64(k->nc, np - jc), tiles = ap * ceil_div(nc, nr);
+                    compute_tiles(g, kc, beta, g->abuf, g->bbuf + jc * kc, ic, mc, jp + jc, nc,
+                                  tiles * id / T, tiles * (id + 1) / T);
+                }
+            }
+        }
+    }
+}
+
+bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float beta, float *C, int64_t ldc) {
+    /* Threads: at most one per 2^20 multiply-adds and one per tile. */
+    const double work = (double)M * (double)N * (double)K;
+    int T = tfm_max_threads();
+    if (work < (double)T * (1 << 20)) T = work < (1 << 21) ? 1 : (int)(work / (1 << 20));
+    const int64_t tiles = ceil_div(M, k->mr) * ceil_div(N, k->nr);
+    if (T > tiles) T = (int)tiles;
+    if (T < 1) T = 1;
+
+    /* Shared packing space, as small as this product allows, in whole cache lines: an
+     * (mc, KC) block of op(A) and a (KC, np) block of op(B). */
+    const int64_t kc = min64(k->kc, K), mc = min64(k->mc, M), np = min64(k->np, N);
+    const size_t a_floats = (size_t)(ceil_div(ceil_div(mc, k->mr) * k->mr * kc, 16) * 16);
+    const size_t b_floats = (size_t)(ceil_div(ceil_div(np, k->nr) * k->nr * kc, 16) * 16);
+    float *buf = buffer_take(a_floats + b_floats);
+    if (!buf) return false;
+    float *space = buf + BUF_HEAD;
+    const gemm_args g = {k, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C,
+                         mc, np, space, space + a_floats};
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+#ifdef _OPENMP
+        gemm_team(&g, omp_get_thread_num(), omp_get_num_threads());
+#else
+        gemm_team(&g, 0, 1);
+#endif
+    }
+    buffer_give(buf);
+    return true;
+}

@@ -1,0 +1,90 @@
+/* gemm_packed.h — tfm's own SGEMM: BLIS-style packing around a register-blocked
+ * micro-kernel, one per CPU path (generic C, AVX2+FMA, AVX-512).
+ *
+ * Same contract as tfm_gemm (kernels/gemm.h). Legend: M rows of C, N columns of C, K the
+ * contracted dimension; MR × NR the micro-tile, KC the K block; the driver, its loops and
+ * its other blocks are in gemm_packed.c.
+ *
+ * Determinism: every element of C is summed by one thread, K in blocks of KC in order,
+ * each block from zero in the micro-kernel's fixed order, then C = alpha·block + beta·C
+ * (beta = 1 after the first block). KC depends only on the path, never on the thread
+ * count or the shape, so results are bit-identical for any number of threads.
+ */
+#ifndef TFM_KERNELS_GEMM_PACKED_H
+#define TFM_KERNELS_GEMM_PACKED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/cpu.h"
+
+/* One full MR × NR tile: C[i, j] = alpha · Σ_k a[k·MR + i] · b[k·NR + j] + beta · C[i, j].
+ * a (kc, MR) and b (kc, NR) packed; c (MR, NR) with row stride ldc. beta == 0 writes C
+ * without reading it (NaN there is dropped). Partial tiles at the edges of C go through a
+ * full tile in the driver, so every element sees the same arithmetic wherever it lies. */
+typedef void (*gemm_micro_fn)(int64_t kc, const float *a, const float *b, float *c,
+                              int64_t ldc, float alpha, float beta);
+
+/* Packing: panels of width w (MR for op(A), NR for op(B)), each (kc, w) k-major, from an
+ * (kc, n) slice of an operand: element (k, x) is src[x · ld + k] when k_contiguous, else
+ * src[k · ld + x]. ceil(n / w) panels, w · kc floats apart, zero past n. dst 64-byte
+ * aligned. op(A) is k-contiguous unless trans_a; op(B) is k-contiguous when trans_b. */
+typedef void (*gemm_pack_fn)(const float *src, int64_t ld, bool k_contiguous, int64_t kc,
+                             int64_t n, int w, float *dst);
+
+typedef struct gemm_kernel {
+    const char *name;
+    int mr, nr;              /* micro-tile */
+    int64_t kc;              /* the K block: fixes every element's summation order */
+    int64_t mc;              /* rows of op(A) packed at a time (a multiple of mr) */
+    int64_t np;              /* columns of op(B) packed at a time (a multiple of nc) */
+    int64_t nc;              /* columns of op(B) computed at a time, from L2 (of nr) */
+    gemm_micro_fn micro;
+    gemm_pack_fn pack;       /* for w = mr and w = nr */
+} gemm_kernel;
+
+#if defined(TFM_HAVE_X86_KERNELS)
+extern const gemm_kernel gemm_kernel_avx512; /* gemm_avx512.c */
+extern const gemm_kernel gemm_kernel_avx2;   /* gemm_avx2.c */
+#endif
+
+/* The packed kernel of a path; NULL when this build or CPU has none for it. */
+const gemm_kernel *gemm_kernel_for(cpu_path p);
+
+/* C (M, N) = alpha · op(A) · op(B) + beta · C with kernel k, over the OpenMP threads.
+ * Returns false, having done nothing, if its packing buffers cannot be allocated (the
+ * caller then takes another path). M, N ≥ 1, K ≥ 1 and alpha ≠ 0: the caller handles
+ * the trivial cases. Not from inside an OpenMP region. */
+bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float beta, float *C, int64_t ldc);
+
+/* The packing where each row k of src holds the w values of every panel (not
+ * k_contiguous): plain copies, inline so that each ISA's file compiles it for its own
+ * vectors. Eight rows at a time, panel by panel: the eight rows stream through L1 in
+ * order and each panel gets whole cache lines. (Row by row, the writes would hop from
+ * panel to panel, w·kc·4 bytes apart — a multiple of 4 KiB, all in one L1 set: measured
+ * 12% of a dW product.) */
+static inline void gemm_pack_copy(const float *src, int64_t ld, int64_t kc, int64_t n, int w,
+                                  float *dst) {
+    const int64_t panel = (int64_t)w * kc;
+    for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+        const int64_t k1 = kc - k0 < 8 ? kc : k0 + 8;
+        float *d = dst + k0 * w;
+        for (int64_t p = 0; p < n; p += w, d += panel) {
+            const int m = n - p < w ? (int)(n - p) : w;
+            for (int64_t k = k0; k < k1; k++) {
+                const float *s = src + k * ld + p;
+                float *dk = d + (k - k0) * w;
+                for (int i = 0; i < m; i++) dk[i] = s[i];
+                for (int i = m; i < w; i++) dk[i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* The plain-C packing (the generic path's, and the SIMD paths' fallback). */
+void gemm_pack_generic(const float *src, int64_t ld, bool k_contiguous, int64_t kc, int64_t n,
+                       int w, float *dst);
+
+#endif
