@@ -16,6 +16,9 @@
  *                          time — with one thread on a shared machine, the time this
  *                          thread ran, not the time other processes held its core (with
  *                          more threads it also counts time spent waiting at barriers)
+ *   --cold                 operands from main memory, as a decoding step finds its weights:
+ *                          copies of A and B filling 96 MiB (past the L3), a different
+ *                          copy for each call
  *   --shape   OP,M,N,K     instead of the model's cases (repeatable): OP fwd, dx or dw with
  *                          the linear layer's M (rows), N (out) and K (in), e.g. decoding's
  *                          fwd,8,1536,512
@@ -159,6 +162,7 @@ int main(int argc, char **argv) {
     const char *filter = NULL;
     char shapes[16][64];
     int nshapes = 0;
+    bool cold = false;
     double min_time = 0.25;
     int min_reps = 5;
     for (int i = 1; i < argc; i++) {
@@ -189,6 +193,9 @@ int main(int argc, char **argv) {
                 return 2;
             }
             clock_id = strcmp(v, "cpu") ? CLOCK_MONOTONIC : CLOCK_PROCESS_CPUTIME_ID;
+        } else if (!strcmp(a, "--cold")) {
+            cold = true;
+            continue;
         } else if (!strcmp(a, "--shape") && nshapes < 16) {
             snprintf(shapes[nshapes++], sizeof shapes[0], "%s", v);
         } else if (!strcmp(a, "--case")) {
@@ -254,13 +261,18 @@ int main(int argc, char **argv) {
         /* Operands in their stored shapes: A (M, K) or (K, M); B (K, N) or (N, K). */
         const size_t na = (size_t)(c->M * c->K), nb = (size_t)(c->K * c->N),
                      nc = (size_t)(c->M * c->N);
-        float *A = malloc(na * sizeof(float)), *B = malloc(nb * sizeof(float)),
+        /* copies of A and B: one, or with --cold as many as fill 96 MiB (at most 256) */
+        const size_t bytes = (na + nb) * sizeof(float);
+        const int copies = !cold ? 1 : bytes >= (96u << 20) ? 2 : (int)((96u << 20) / bytes);
+        const int ncopies = copies > 256 ? 256 : copies;
+        float *A = malloc(na * ncopies * sizeof(float)), *B = malloc(nb * ncopies * sizeof(float)),
               *C = malloc(nc * sizeof(float));
         if (!A || !B || !C) {
             fprintf(stderr, "bench_gemm: out of memory\n");
             return 1;
         }
-        fill(A, na, 1), fill(B, nb, 2), fill(C, nc, 3);
+        fill(A, na * ncopies, 1), fill(B, nb * ncopies, 2), fill(C, nc, 3);
+        int call = 0;
         const double flop = 2.0 * (double)c->M * (double)c->N * (double)c->K;
         for (int ti = 0; ti < nthreads; ti++) {
             tfm_set_num_threads(threads[ti]);
@@ -272,8 +284,9 @@ int main(int argc, char **argv) {
             while (reps < CAP && (reps < min_reps || spent < min_time * nimpl)) {
                 for (int impl = 0; impl < IMPLS; impl++) {
                     if (!use[impl]) continue;
+                    const size_t r = (size_t)(call++ % ncopies);
                     const double t0 = now();
-                    run(impl, c, A, B, C);
+                    run(impl, c, A + r * na, B + r * nb, C);
                     all[impl][reps] = now() - t0;
                     spent += all[impl][reps];
                 }
