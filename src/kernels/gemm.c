@@ -79,8 +79,11 @@ static void gemm_cblas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
  * bench/bench_gemm.c against Debian's OpenBLAS 0.3.21 (Cooperlake kernels) on a 2-core
  * Zen 4, medians of quiet runs, GFLOP/s against what this file fed OpenBLAS (K by 256):
  * at the linear layers' products for 1024 and 4096 rows, level on one thread (~96 each)
- * and 0–8% ahead on two at 12 of the 15 (~185 against ~180; peak ≈ 230); with 4 to 128
- * rows (decoding) 3–65% ahead. OpenBLAS stays where it measured faster:
+ * and 0–8% ahead on two at 12 of the 15 (~185 against ~180; peak ≈ 230); with operands
+ * from main memory (--cold) 2–3% behind on one thread and 0–10% ahead on two at 12 of
+ * 15. With 4 to 128 rows (decoding) 3–65% ahead when the weights are in cache (a small
+ * model), level within ±10% when they come from memory (a large one), ahead at K = 2048.
+ * Run-to-run noise on the shared machine is ±5%. OpenBLAS stays where it measured faster:
  *   - M < 4: vector-like products, which OpenBLAS spreads over threads and we do not;
  *   - N padding the NR-wide tiles by 10% or more (N = 259: 288 columns computed);
  *   - weight gradients (trans_a: C = Aᵀ·B) with a small C (M·N ≤ 512²): 5–10% behind.
