@@ -29,6 +29,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "kernels/attn_tiled.h"
+#include "kernels/elementwise_isa.h" /* ew_drop, ew_drop_factor: dropout's one decision */
 
 #define ATT_BQ (12 * ATT_MR) /* queries per block: whole register tiles (72 or 48) */
 #define ATT_BK 64 /* keys per block (a multiple of ATT_NV · ATT_VW) */
@@ -274,12 +275,30 @@ static float row_exp(float *s, float m) {
     return vsum(sum);
 }
 
-/* s[0..bk) *= inverted-dropout factors of row (n, h, i), keys from j0. */
-static void row_dropout(float *s, const attn_args *a, int64_t n, int64_t h, int64_t i, int64_t j0,
-                        int64_t bk) {
-    const uint64_t base = (uint64_t)(((n * a->H + h) * a->L + i) * a->S + j0);
-    for (int64_t jj = 0; jj < bk; jj++)
-        s[jj] *= rng_dropout_scale(a->dropout_seed, base + (uint64_t)jj, a->dropout);
+/* ---- dropout on the weights ---- */
+
+/* The call's dropout (seed, threshold and 1/(1 − p), computed once), or NULL when
+ * a->dropout is not above 0. The decision is rng_dropout_scale's, in integers
+ * (elementwise_isa.h), so the reference kernel's bits are kept. */
+static const ew_drop *drop_make(ew_drop *d, const attn_args *a) {
+    if (!(a->dropout > 0.0f)) return NULL;
+    *d = (ew_drop){.seed = a->dropout_seed, .thresh = rng_dropout_threshold(a->dropout),
+                   .scale = 1.0f / (1.0f - a->dropout)};
+    return d;
+}
+
+/* The dropout counter of weight (n, h, i, j): ((n·H + h)·L + i)·S + j (attention.h). */
+static inline uint64_t drop_index(const attn_args *a, int64_t n, int64_t h, int64_t i, int64_t j) {
+    return (uint64_t)(((n * a->H + h) * a->L + i) * a->S + j);
+}
+
+/* s[0..bk) *= the dropout factors of counters i0, i0 + 1, ... A plain loop that GCC
+ * vectorises on the AVX2 and AVX-512 paths (the hash is 64-bit multiplies and shifts, the
+ * factor a select); backward_pair's loop is the same. */
+static void row_dropout(float *s, const ew_drop *d, uint64_t i0, int64_t bk) {
+    const uint64_t seed = d->seed, th = d->thresh;
+    const float sc = d->scale;
+    for (int64_t jj = 0; jj < bk; jj++) s[jj] *= ew_drop_factor(seed, th, sc, i0 + (uint64_t)jj);
 }
 
 /* ---- forward ---- */
@@ -328,8 +347,9 @@ static void online_row(fwd_scratch *f, int64_t r, float *s, int64_t Dp) {
 }
 
 /* Query rows [i0, i0+bq) of (n, h) against every key, the head already packed. */
-static void forward_block(const attn_args *a, fwd_scratch *f, float *out, int64_t ldo,
-                          float *lse, int64_t n, int64_t h, int64_t i0, int64_t bq, float scale) {
+static void forward_block(const attn_args *a, const ew_drop *drop, fwd_scratch *f, float *out,
+                          int64_t ldo, float *lse, int64_t n, int64_t h, int64_t i0, int64_t bq,
+                          float scale) {
     const int64_t S = a->S, D = a->D, Dp = round_up(D, ATT_VW);
     for (int64_t r = 0; r < bq; r++) f->m[r] = -INFINITY, f->l[r] = 0.0f;
     memset(f->o, 0, (size_t)(bq * Dp) * sizeof(float));
@@ -339,7 +359,7 @@ static void forward_block(const attn_args *a, fwd_scratch *f, float *out, int64_
         block_scores(f->s, a, f->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
         for (int64_t r = 0; r < bq; r++) {
             online_row(f, r, f->s + r * ATT_BK, Dp);
-            if (a->dropout > 0.0f) row_dropout(f->s + r * ATT_BK, a, n, h, i0 + r, j0, bk);
+            if (drop) row_dropout(f->s + r * ATT_BK, drop, drop_index(a, n, h, i0 + r, j0), bk);
         }
         block_product(bq, Dp, bk, f->s, ATT_BK, 1, f->vp + j0 * Dp, Dp, f->o, Dp, 1, 1.0f);
     }
@@ -356,8 +376,9 @@ static void forward_block(const attn_args *a, fwd_scratch *f, float *out, int64_
 /* The weights of rows [i0, i0+bq) of (n, h), (bq, S) rows of `weights`, from their
  * log-sum-exp (f->m after forward_block): a second pass over the keys, only when the
  * caller asked for them. */
-static void weights_block(const attn_args *a, fwd_scratch *f, float *weights, int64_t n,
-                          int64_t h, int64_t i0, int64_t bq, float scale) {
+static void weights_block(const attn_args *a, const ew_drop *drop, fwd_scratch *f,
+                          float *weights, int64_t n, int64_t h, int64_t i0, int64_t bq,
+                          float scale) {
     const int64_t S = a->S, D = a->D, L = a->L;
     for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
         const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
@@ -370,7 +391,7 @@ static void weights_block(const attn_args *a, fwd_scratch *f, float *weights, in
                 memset(s, 0, ATT_BK * sizeof(float));
             else
                 row_exp(s, l);
-            if (a->dropout > 0.0f) row_dropout(s, a, n, h, i, j0, bk);
+            if (drop) row_dropout(s, drop, drop_index(a, n, h, i, j0), bk);
             memcpy(weights + ((n * a->H + h) * L + i) * S + j0, s, (size_t)bk * sizeof(float));
         }
     }
@@ -396,8 +417,9 @@ static inline void axpy(float *o, float w, const float *x, int64_t D) {
 }
 
 /* Query row i of (n, h): s (S + ATT_BK) scratch. */
-static void forward_row(const attn_args *a, float *out, int64_t ldo, float *weights, float *lse,
-                        int64_t n, int64_t h, int64_t i, float scale, float *s) {
+static void forward_row(const attn_args *a, const ew_drop *drop, float *out, int64_t ldo,
+                        float *weights, float *lse, int64_t n, int64_t h, int64_t i, float scale,
+                        float *s) {
     const int64_t S = a->S, D = a->D, L = a->L, H = a->H;
     const float *q = a->q + (n * L + i) * a->ldq + h * D;
     const float *k = keys_of(a, n) + h * D, *v = values_of(a, n) + h * D;
@@ -433,7 +455,7 @@ static void forward_row(const attn_args *a, float *out, int64_t ldo, float *weig
     for (int64_t j0 = 0; j0 < Sp; j0 += ATT_BK) l += row_exp(s + j0, m);
     const float inv = 1.0f / l;
     for (int64_t j = 0; j < S; j++) s[j] *= inv;
-    if (a->dropout > 0.0f) row_dropout(s, a, n, h, i, 0, S);
+    if (drop) row_dropout(s, drop, drop_index(a, n, h, i, 0), S);
     if (lse) lse[(n * H + h) * L + i] = m + logf(l);
     if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
     for (int64_t j = 0; j < S; j++) axpy(o, s[j], v + j * a->ldv, D);
@@ -445,6 +467,8 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
     const int nthreads = tfm_max_threads();
     const float scale = 1.0f / sqrtf((float)D);
     const int few = L < ATT_MR; /* decoding: a handful of queries per head */
+    ew_drop drop_args;
+    const ew_drop *drop = drop_make(&drop_args, a);
     const size_t per_thread = few ? (size_t)round_up(S, ATT_BK) + 64 : forward_scratch(S, D);
     ws_mark_t mark = ws_mark(ws);
     float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
@@ -461,7 +485,7 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
         for (int64_t it = 0; it < items; it++) {
             const int64_t nh = it / nqb, qb = it % nqb, n = nh / H, h = nh % H;
             if (few) {
-                forward_row(a, out, ldo, weights, lse, n, h, qb, scale, mine);
+                forward_row(a, drop, out, ldo, weights, lse, n, h, qb, scale, mine);
                 continue;
             }
             if (nh != packed) {
@@ -472,8 +496,8 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
                 packed = nh;
             }
             const int64_t i0 = qb * ATT_BQ, bq = L - i0 < ATT_BQ ? L - i0 : ATT_BQ;
-            forward_block(a, &f, out, ldo, lse, n, h, i0, bq, scale);
-            if (weights) weights_block(a, &f, weights, n, h, i0, bq, scale);
+            forward_block(a, drop, &f, out, ldo, lse, n, h, i0, bq, scale);
+            if (weights) weights_block(a, drop, &f, weights, n, h, i0, bq, scale);
         }
     }
     ws_release(ws, mark);
@@ -535,13 +559,12 @@ static void backward_pack(const attn_args *a, bwd_scratch *b, const float *lse, 
 }
 
 /* One (query block, key block) pair of head (n, h): P, dP, then dV, dS, dQ, dK. */
-static void backward_pair(const attn_args *a, bwd_scratch *b, int64_t n, int64_t h, int64_t i0,
-                          int64_t bq, int64_t j0, int64_t bk, float scale) {
+static void backward_pair(const attn_args *a, const ew_drop *drop, bwd_scratch *b, int64_t n,
+                          int64_t h, int64_t i0, int64_t bq, int64_t j0, int64_t bk, float scale) {
     const int64_t D = a->D, Dp = round_up(D, ATT_VW);
     block_scores(b->p, a, b->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
     const float *dO = b->dop + i0 * Dp;
     block_product(bq, ATT_BK, D, dO, Dp, 1, b->vT + j0 * D, ATT_BK, b->ds, ATT_BK, 0, 1.0f);
-    const int drop = a->dropout > 0.0f;
     for (int64_t r = 0; r < bq; r++) {
         float *p = b->p + r * ATT_BK, *dp = b->ds + r * ATT_BK, *pd = b->pd + r * ATT_BK;
         const float l = b->lse[i0 + r], delta = b->delta[i0 + r];
@@ -552,11 +575,13 @@ static void backward_pair(const attn_args *a, bwd_scratch *b, int64_t n, int64_t
             continue;
         }
         row_exp(p, l); /* P, as forward had it */
-        if (drop) {
+        if (drop) { /* the forward's factors, recomputed: Pd = P∘keep, dP = dPd∘keep */
+            const uint64_t seed = drop->seed, th = drop->thresh;
+            const uint64_t i1 = drop_index(a, n, h, i0 + r, j0);
+            const float sc = drop->scale;
             memcpy(pd, p, ATT_BK * sizeof(float));
-            const uint64_t base = (uint64_t)(((n * a->H + h) * a->L + i0 + r) * a->S + j0);
             for (int64_t jj = 0; jj < bk; jj++) {
-                const float keep = rng_dropout_scale(a->dropout_seed, base + (uint64_t)jj, a->dropout);
+                const float keep = ew_drop_factor(seed, th, sc, i1 + (uint64_t)jj);
                 pd[jj] *= keep;
                 dp[jj] *= keep;
             }
@@ -580,8 +605,9 @@ static void add_rows(float *dst, int64_t ld, const float *src, int64_t Dp, int64
 
 /* Every gradient of head (n, h): key blocks outer (their dK, dV stay in cache), query
  * blocks inner; dQ accumulates over key blocks in b->dq. */
-static void backward_head(const attn_args *a, bwd_scratch *b, float *dq, int64_t lddq, float *dk,
-                          int64_t lddk, float *dv, int64_t lddv, int64_t n, int64_t h, float scale) {
+static void backward_head(const attn_args *a, const ew_drop *drop, bwd_scratch *b, float *dq,
+                          int64_t lddq, float *dk, int64_t lddk, float *dv, int64_t lddv, int64_t n,
+                          int64_t h, float scale) {
     const int64_t L = a->L, S = a->S, D = a->D, Dp = round_up(D, ATT_VW);
     for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
         const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
@@ -589,7 +615,7 @@ static void backward_head(const attn_args *a, bwd_scratch *b, float *dq, int64_t
         for (int64_t i0 = 0; i0 < L; i0 += ATT_BQ) {
             const int64_t bq = L - i0 < ATT_BQ ? L - i0 : ATT_BQ;
             if (block_all_causal(a, i0 + bq - 1, j0, bk)) continue;
-            backward_pair(a, b, n, h, i0, bq, j0, bk, scale);
+            backward_pair(a, drop, b, n, h, i0, bq, j0, bk, scale);
         }
         add_rows(dk + (n * S + j0) * lddk + h * D, lddk, b->dk, Dp, bk, D);
         add_rows(dv + (n * S + j0) * lddv + h * D, lddv, b->dv, Dp, bk, D);
@@ -608,6 +634,8 @@ tfm_status ATT_FN(attn_tiled_backward)(const attn_args *a, const float *lse, con
     float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
     if (!scratch) return tfm_error(TFM_ERR_NOMEM, "attention backward: cannot allocate scratch");
     const float scale = 1.0f / sqrtf((float)D);
+    ew_drop drop_args;
+    const ew_drop *drop = drop_make(&drop_args, a);
 
 #pragma omp parallel num_threads(nthreads)
     {
@@ -616,7 +644,7 @@ tfm_status ATT_FN(attn_tiled_backward)(const attn_args *a, const float *lse, con
         for (int64_t nh = 0; nh < N * H; nh++) {
             const int64_t n = nh / H, h = nh % H;
             backward_pack(a, &b, lse, out, ldo, dout, lddo, n, h);
-            backward_head(a, &b, dq, lddq, dk, lddk, dv, lddv, n, h, scale);
+            backward_head(a, drop, &b, dq, lddq, dk, lddk, dv, lddv, n, h, scale);
         }
     }
     ws_release(ws, mark);
