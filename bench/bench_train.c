@@ -8,8 +8,8 @@
  * takes, minus batching and the schedule:
  *   memset(grads, 0)                               zero the gradient block (P floats)
  *   seq2seq_train_step(eps 0.1, train = true)      forward + backward, dropout 0.1
- *   clip_grad_norm(max_norm 1.0)                   torch.nn.utils.clip_grad_norm_
- *   optim_step(Adam(0.9, 0.98), eps 1e-9, lr)      torch.optim.Adam.step()
+ *   clip_grad_coef(max_norm 1.0) + optim_step_scaled: torch.nn.utils.clip_grad_norm_
+ *     then Adam(0.9, 0.98), eps 1e-9, lr              torch.optim.Adam.step()
  *
  * Usage: bench_train [--case NAME]... [--batch N] [--min-time SEC] [--min-reps R]
  *                    [--max-reps R] [--warmup W] [--impl NAME]
@@ -126,8 +126,9 @@ static tfm_status train_step(seq2seq *m, optimizer *opt, const seq2seq_batch *b,
     if (st) return st;
     double t1 = bench_now();
     double norm;
-    if ((st = clip_grad_norm(m->grad_block, m->num_floats, CLIP, &norm))) return st;
-    if ((st = optim_step(opt, m->block, m->grad_block, m->num_floats, LR))) return st;
+    float coef; /* clipping, applied by Adam as it reads the gradients (as src/train/trainer.c) */
+    if ((st = clip_grad_coef(m->grad_block, m->num_floats, CLIP, &norm, &coef))) return st;
+    if ((st = optim_step_scaled(opt, m->block, m->grad_block, m->num_floats, LR, coef))) return st;
     double t2 = bench_now();
     *fb = t1 - t0, *op = t2 - t1;
     return TFM_OK;

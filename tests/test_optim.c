@@ -383,6 +383,74 @@ static void test_thread_invariance(void **state) {
     free(g0), free(g), free(g1), free(p0), free(p), free(p1);
 }
 
+/* Clipping folded into the step (clip_grad_coef + optim_step_scaled, what the trainer
+ * does) gives the bits of clip_grad_norm + optim_step, and every SIMD path the CPU has
+ * gives the generic path's bits, for each update rule's branches: Adam (beta1 above and
+ * below 0.5: the two lerp forms), L2 decay, AdamW, amsgrad, maximize, SGD with momentum
+ * and Nesterov. n is odd so the vector loops have remainders. */
+static void step_both_ways(const optim_config *cfg, const float *g0, const float *p0, size_t n,
+                           float *p_out, float *state_out) {
+    float *g = malloc(n * sizeof(float)), *p = malloc(n * sizeof(float));
+    float *q = malloc(n * sizeof(float));
+    optimizer *a, *b;
+    assert_int_equal(optim_create(cfg, n, &a), TFM_OK);
+    assert_int_equal(optim_create(cfg, n, &b), TFM_OK);
+    memcpy(p, p0, n * sizeof(float));
+    memcpy(q, p0, n * sizeof(float));
+    for (int s = 0; s < 3; s++) {
+        double na, nb;
+        float coef;
+        memcpy(g, g0, n * sizeof(float));
+        const double max_norm = s == 1 ? 1e9 : 0.5; /* step 2 does not clip */
+        assert_int_equal(clip_grad_norm(g, n, max_norm, &na), TFM_OK);
+        assert_int_equal(optim_step(a, p, g, n, 1e-2), TFM_OK);
+        assert_int_equal(clip_grad_coef(g0, n, max_norm, &nb, &coef), TFM_OK);
+        assert_true(na == nb && (s == 1 ? coef == 1.0f : coef < 1.0f));
+        assert_int_equal(optim_step_scaled(b, q, g0, n, 1e-2, coef), TFM_OK);
+    }
+    assert_memory_equal(p, q, n * sizeof(float));
+    for (size_t i = 0; i < optim_num_states(a); i++) {
+        float *da, *db;
+        assert_int_equal(optim_state(a, i, NULL, &da), TFM_OK);
+        assert_int_equal(optim_state(b, i, NULL, &db), TFM_OK);
+        assert_memory_equal(da, db, n * sizeof(float));
+        if (i == 0) memcpy(state_out, da, n * sizeof(float));
+    }
+    memcpy(p_out, p, n * sizeof(float));
+    optim_free(a), optim_free(b);
+    free(g), free(p), free(q);
+}
+
+static void test_scaled_step_and_paths(void **state) {
+    const size_t n = 4099;
+    float *g0 = randn(n, 21, 0.05f), *p0 = randn(n, 22, 1.0f);
+    float *p_ref = malloc(n * sizeof(float)), *s_ref = malloc(n * sizeof(float));
+    float *p_got = malloc(n * sizeof(float)), *s_got = malloc(n * sizeof(float));
+    g0[5] = 0.0f, g0[6] = -0.0f, p0[7] = -0.0f; /* signed zeros through every branch */
+    enum { CASES = 7 };
+    optim_config cfgs[CASES];
+    optim_config_default(&cfgs[0], OPTIM_ADAM);
+    optim_config_default(&cfgs[1], OPTIM_ADAM), cfgs[1].beta1 = 0.3, cfgs[1].weight_decay = 0.1;
+    optim_config_default(&cfgs[2], OPTIM_ADAMW);
+    optim_config_default(&cfgs[3], OPTIM_ADAMW), cfgs[3].amsgrad = true;
+    optim_config_default(&cfgs[4], OPTIM_ADAM), cfgs[4].maximize = true;
+    optim_config_default(&cfgs[5], OPTIM_SGD), cfgs[5].momentum = 0.9, cfgs[5].nesterov = true;
+    optim_config_default(&cfgs[6], OPTIM_ADAM), cfgs[6].weight_decay = 0.01;
+    const char *paths[] = {"generic", "avx2", "avx512"};
+    const char *saved = tfm_cpu_path();
+    for (int c = 0; c < CASES; c++) {
+        for (int k = 0; k < 3; k++) {
+            if (tfm_set_cpu_path(paths[k]) != TFM_OK) continue; /* not on this CPU */
+            step_both_ways(&cfgs[c], g0, p0, n, k == 0 ? p_ref : p_got, k == 0 ? s_ref : s_got);
+            if (k == 0) continue;
+            if (memcmp(p_got, p_ref, n * sizeof(float)) || memcmp(s_got, s_ref, n * sizeof(float)))
+                fail_msg("case %d: path %s differs from generic", c, paths[k]);
+        }
+    }
+    assert_int_equal(tfm_set_cpu_path(saved), TFM_OK);
+    free(g0), free(p0), free(p_ref), free(s_ref), free(p_got), free(s_got);
+}
+
 static void test_clip_edge_cases(void **state) {
     float g[5] = {1, 2, NAN, 3, 4}, keep[5];
     memcpy(keep, g, sizeof g);
@@ -587,6 +655,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_clip_torch),
         cmocka_unit_test(test_thread_invariance),
+        cmocka_unit_test(test_scaled_step_and_paths),
         cmocka_unit_test(test_clip_edge_cases),
         cmocka_unit_test(test_schedules_torch),
         cmocka_unit_test(test_schedule_errors),

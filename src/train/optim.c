@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/status.h"
+#include "train/adam_kernels.h"
 
 /* Elementwise loops go parallel above this many parameters (any split gives the
  * same bits: each element is computed by itself). */
@@ -192,15 +194,17 @@ float *optim_state_find(const optimizer *opt, const char *name) {
 typedef struct sgd_args {
     float *p, *buf;     /* (P) params; momentum buffer or NULL */
     const float *grads; /* (P) */
+    float grad_scale;   /* the gradient used is grads[i] · grad_scale (clipping) */
     float wd, mom, keep, neg_lr;
-    bool decay, first, nesterov, maximize;
+    bool scaled, decay, first, nesterov, maximize;
 } sgd_args;
 
 /* torch/optim/sgd.py, _single_tensor_sgd. */
 FMA_CLONES static void sgd_range(const sgd_args *a, int64_t lo, int64_t hi) {
     float *p = a->p, *buf = a->buf;
     for (int64_t i = lo; i < hi; i++) {
-        float g = a->maximize ? -a->grads[i] : a->grads[i];
+        float g = a->scaled ? a->grads[i] * a->grad_scale : a->grads[i]; /* grad.mul_(clip_coef) */
+        if (a->maximize) g = -g;
         if (a->decay) g = fmaf(p[i], a->wd, g); /* grad = grad.add(param, alpha=weight_decay) */
         if (buf) {
             /* torch: buf = clone(grad) on the first step, then
@@ -213,10 +217,11 @@ FMA_CLONES static void sgd_range(const sgd_args *a, int64_t lo, int64_t hi) {
     }
 }
 
-static void sgd_step(optimizer *o, float *p, const float *grads, double lr) {
+static void sgd_step(optimizer *o, float *p, const float *grads, float grad_scale, double lr) {
     const optim_config *c = &o->cfg;
     const sgd_args a = {
         .p = p, .buf = c->momentum != 0.0 ? o->state[0] : NULL, .grads = grads,
+        .grad_scale = grad_scale, .scaled = grad_scale != 1.0f,
         .wd = (float)c->weight_decay, .mom = (float)c->momentum,
         .keep = (float)(1.0 - c->dampening), .neg_lr = (float)(-lr),
         .decay = c->weight_decay != 0.0, .first = o->step == 0, .nesterov = c->nesterov,
@@ -228,40 +233,19 @@ static void sgd_step(optimizer *o, float *p, const float *grads, double lr) {
         sgd_range(&a, k * OPTIM_CHUNK, k + 1 < chunks ? (k + 1) * OPTIM_CHUNK : n);
 }
 
-typedef struct adam_args {
-    float *p, *m, *v, *vmax; /* (P) params, exp_avg, exp_avg_sq, max_exp_avg_sq or NULL */
-    const float *grads;      /* (P) */
-    float wd, shrink, w1_coef, b2, w2, bc2_sqrt, neg_step_size, eps;
-    bool l2, decoupled, w1_small, maximize;
-} adam_args;
-
-/* torch/optim/adam.py, _single_tensor_adam (capturable=False, differentiable=False);
- * AdamW is the same function with decoupled_weight_decay=True. */
-FMA_CLONES static void adam_range(const adam_args *a, int64_t lo, int64_t hi) {
-    float *p = a->p, *m = a->m, *v = a->v, *vmax = a->vmax;
-    for (int64_t i = lo; i < hi; i++) {
-        float g = a->maximize ? -a->grads[i] : a->grads[i];
-        float pi = p[i];
-        if (a->decoupled) pi *= a->shrink;       /* param.mul_(1 - lr * weight_decay) */
-        if (a->l2) g = fmaf(pi, a->wd, g);       /* grad = grad.add(param, alpha=weight_decay) */
-        float mi = fmaf(a->w1_coef, g - m[i], a->w1_small ? m[i] : g); /* exp_avg.lerp_ */
-        m[i] = mi;
-        /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2) */
-        float vi = fmaf(a->w2 * g, g, v[i] * a->b2);
-        v[i] = vi;
-        if (vmax) {
-            /* torch.maximum(max_exp_avg_sqs[i], exp_avg_sq): NaN propagates */
-            float x = vmax[i];
-            vi = (x > vi || x != x) ? x : vi;
-            vmax[i] = vi;
-        }
-        float denom = sqrtf(vi) / a->bc2_sqrt + a->eps; /* (sqrt(v) / bc2_sqrt).add_(eps) */
-        p[i] = pi + (a->neg_step_size * mi) / denom; /* addcdiv_(exp_avg, denom, -step_size) */
+/* `step` counts this step (torch increments state["step"] first). */
+static adam_range_fn adam_range_active(void) {
+    switch (cpu_active()) {
+#if defined(TFM_HAVE_X86_KERNELS)
+    case CPU_AVX512: return adam_range_avx512;
+    case CPU_AVX2: return adam_range_avx2;
+#endif
+    default: return adam_range_generic;
     }
 }
 
-/* `step` counts this step (torch increments state["step"] first). */
-static void adam_step(optimizer *o, float *p, const float *grads, double lr, int64_t step) {
+static void adam_step(optimizer *o, float *p, const float *grads, float grad_scale, double lr,
+                      int64_t step) {
     const optim_config *c = &o->cfg;
     const bool decay = c->weight_decay != 0.0, decoupled = c->kind == OPTIM_ADAMW;
     /* exp_avg.lerp_(grad, 1 - beta1): ATen's lerp is fma(w, end - start, start) for
@@ -274,7 +258,8 @@ static void adam_step(optimizer *o, float *p, const float *grads, double lr, int
     const double step_size = lr / bias_correction1;
     const adam_args a = {
         .p = p, .m = o->state[0], .v = o->state[1], .vmax = c->amsgrad ? o->state[2] : NULL,
-        .grads = grads, .wd = (float)c->weight_decay,
+        .grads = grads, .grad_scale = grad_scale, .scaled = grad_scale != 1.0f,
+        .wd = (float)c->weight_decay,
         .shrink = (float)(1.0 - lr * c->weight_decay), .w1_coef = w1_small ? w1 : w1 - 1.0f,
         .b2 = (float)c->beta2, .w2 = (float)(1.0 - c->beta2),
         .bc2_sqrt = (float)pow(bias_correction2, 0.5), /* bias_correction2**0.5 */
@@ -282,13 +267,19 @@ static void adam_step(optimizer *o, float *p, const float *grads, double lr, int
         .l2 = decay && !decoupled, .decoupled = decay && decoupled, .w1_small = w1_small,
         .maximize = c->maximize,
     };
+    const adam_range_fn range = adam_range_active();
     const int64_t n = (int64_t)o->n, chunks = (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
 #pragma omp parallel for schedule(static) if (n > OPTIM_PAR_MIN)
     for (int64_t k = 0; k < chunks; k++)
-        adam_range(&a, k * OPTIM_CHUNK, k + 1 < chunks ? (k + 1) * OPTIM_CHUNK : n);
+        range(&a, k * OPTIM_CHUNK, k + 1 < chunks ? (k + 1) * OPTIM_CHUNK : n);
 }
 
 tfm_status optim_step(optimizer *opt, float *params, const float *grads, size_t n, double lr) {
+    return optim_step_scaled(opt, params, grads, n, lr, 1.0f);
+}
+
+tfm_status optim_step_scaled(optimizer *opt, float *params, const float *grads, size_t n,
+                             double lr, float grad_scale) {
     if (!opt || !params || !grads)
         return tfm_error(TFM_ERR_INVALID_ARG, "optim_step: NULL optimizer, params or grads");
     if (n != opt->n)
@@ -297,8 +288,8 @@ tfm_status optim_step(optimizer *opt, float *params, const float *grads, size_t 
     if (!finite_nonneg(lr)) return tfm_error(TFM_ERR_INVALID_ARG, "Invalid learning rate: %g", lr);
     if (opt->step == INT64_MAX)
         return tfm_error(TFM_ERR_INVALID_ARG, "optimizer step count overflows");
-    if (opt->cfg.kind == OPTIM_SGD) sgd_step(opt, params, grads, lr);
-    else adam_step(opt, params, grads, lr, opt->step + 1);
+    if (opt->cfg.kind == OPTIM_SGD) sgd_step(opt, params, grads, grad_scale, lr);
+    else adam_step(opt, params, grads, grad_scale, lr, opt->step + 1);
     opt->step++;
     return TFM_OK;
 }
@@ -329,8 +320,10 @@ double grad_norm(const float *x, size_t n) {
     return sqrt(s);
 }
 
-tfm_status clip_grad_norm(float *grads, size_t n, double max_norm, double *total_norm) {
+tfm_status clip_grad_coef(const float *grads, size_t n, double max_norm, double *total_norm,
+                          float *coef) {
     if (total_norm) *total_norm = 0.0;
+    if (coef) *coef = 1.0f;
     if (!grads && n) return tfm_error(TFM_ERR_INVALID_ARG, "clip_grad_norm: grads is NULL");
     if (!finite_nonneg(max_norm))
         return tfm_error(TFM_ERR_INVALID_ARG, "clip_grad_norm: max_norm %g must be finite and >= 0",
@@ -343,9 +336,17 @@ tfm_status clip_grad_norm(float *grads, size_t n, double max_norm, double *total
                          "unchanged",
                          norm);
     /* clip_coef = max_norm / (total_norm + 1e-6) with total_norm a float32 tensor:
-     * Tensor.__rtruediv__ is reciprocal() * other, all in float. */
-    const float coef = (1.0f / ((float)norm + 1e-6f)) * (float)max_norm;
-    if (!(coef < 1.0f)) return TFM_OK; /* clamp(max=1.0): multiplying by 1 changes nothing */
+     * Tensor.__rtruediv__ is reciprocal() * other, all in float. clamp(max=1.0): a factor
+     * of 1 changes nothing, so it stays 1 and the gradients need no pass. */
+    const float c = (1.0f / ((float)norm + 1e-6f)) * (float)max_norm;
+    if (coef && c < 1.0f) *coef = c;
+    return TFM_OK;
+}
+
+tfm_status clip_grad_norm(float *grads, size_t n, double max_norm, double *total_norm) {
+    float coef;
+    TFM_TRY(clip_grad_coef(grads, n, max_norm, total_norm, &coef));
+    if (coef == 1.0f) return TFM_OK;
     const int64_t m = (int64_t)n;
 #pragma omp parallel for schedule(static) if (m > OPTIM_PAR_MIN)
     for (int64_t i = 0; i < m; i++) grads[i] *= coef;

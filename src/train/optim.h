@@ -75,6 +75,11 @@ size_t optim_num_params(const optimizer *opt); /* P */
  * is modified when an error is returned. Elementwise, OpenMP-parallel for large P;
  * the result does not depend on the thread count. */
 tfm_status optim_step(optimizer *opt, float *params, const float *grads, size_t n, double lr);
+/* optim_step with the gradients grads[i] · grad_scale (each product rounded to float):
+ * bit for bit clip_grad_norm with that coefficient followed by optim_step, in one pass
+ * over memory instead of three, and grads left unscaled. */
+tfm_status optim_step_scaled(optimizer *opt, float *params, const float *grads, size_t n,
+                             double lr, float grad_scale);
 
 /* ---- state, for checkpoints ----------------------------------------------------
  * The step count (torch's state["step"]: steps taken so far) and the named arrays of
@@ -107,6 +112,11 @@ float *optim_state_find(const optimizer *opt, const char *name);
  * error_if_nonfinite=True, so that a caller can skip the step (test isfinite(norm)).
  * max_norm must be finite and >= 0 (TFM_ERR_INVALID_ARG). */
 tfm_status clip_grad_norm(float *grads, size_t n, double max_norm, double *total_norm);
+/* clip_grad_norm without touching the gradients: *coef (may be NULL) = the factor it would
+ * multiply them by (1 when the norm is within max_norm or on error), for
+ * optim_step_scaled. Same errors and *total_norm. */
+tfm_status clip_grad_coef(const float *grads, size_t n, double max_norm, double *total_norm,
+                          float *coef);
 
 /* ||x||_2 of n floats, the same fixed-order double sum clip_grad_norm uses. */
 double grad_norm(const float *x, size_t n);

@@ -203,9 +203,11 @@ tfm_status train_run(const train_options *o, const train_io *io, const tsv_datas
         if ((st = seq2seq_train_step(m, &mb, o->label_smoothing, true, (uint64_t)p->step, &r)))
             break;
         double norm;
-        if (o->clip > 0.0 && (st = clip_grad_norm(m->grad_block, m->num_floats, o->clip, &norm))) break;
+        float coef = 1.0f; /* clipping, applied by the optimizer as it reads the gradients */
+        if (o->clip > 0.0 && (st = clip_grad_coef(m->grad_block, m->num_floats, o->clip, &norm, &coef)))
+            break;
         double lr = schedule_lr(&sched, p->step);
-        if ((st = optim_step(opt, m->block, m->grad_block, m->num_floats, lr))) break;
+        if ((st = optim_step_scaled(opt, m->block, m->grad_block, m->num_floats, lr, coef))) break;
         p->step++;
         uint64_t e;
         batcher_position(&b, &e, &p->batch_index);
