@@ -301,30 +301,46 @@ static void row_dropout(float *s, const ew_drop *d, uint64_t i0, int64_t bk) {
     for (int64_t jj = 0; jj < bk; jj++) s[jj] *= ew_drop_factor(seed, th, sc, i0 + (uint64_t)jj);
 }
 
-/* ---- forward ---- */
+/* ---- per-thread scratch ---- */
 
-/* Per-thread scratch of the forward, floats. */
-static size_t forward_scratch(int64_t S, int64_t D) {
-    const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
-    return (size_t)(Sp * D + Sp * Dp + ATT_BQ * ATT_BK + ATT_BQ * Dp + 2 * ATT_BQ + 64);
+/* Floats left after each thread's scratch block: 256 bytes, so the next thread's block
+ * starts on other cache lines. */
+#define ATT_GAP 64
+
+/* The next n floats of a layout: base + *at (NULL when only sizing: base NULL), and
+ * *at moves past them. The layout functions below call it once per array, from offset 0,
+ * so one list of arrays gives both the size of a block and the pointers into it. */
+static inline float *carve(float *base, size_t *at, int64_t n) {
+    float *p = base ? base + *at : NULL;
+    *at += (size_t)n;
+    return p;
 }
+
+/* ---- forward ---- */
 
 typedef struct fwd_scratch {
     float *kT, *vp; /* the head's keys as panels (Sp/BK × (D, BK)), values (Sp, Dp) */
-    float *s, *o;   /* score block (BQ, BK), output accumulator (BQ, Dp) */
+    float *s;       /* score block (BQ, BK); for forward_row, one row of scores (Sp) */
+    float *o;       /* output accumulator (BQ, Dp) */
     float *m, *l;   /* running max and sum per query row (BQ) */
 } fwd_scratch;
 
-static fwd_scratch split_forward(float *base, int64_t S, int64_t D) {
+/* A thread's forward scratch laid out from base (NULL: only sized); returns its size in
+ * floats. few: the forward_row path, which needs only s. */
+static size_t forward_layout(fwd_scratch *f, float *base, int64_t S, int64_t D, int few) {
     const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
-    fwd_scratch f;
-    f.kT = base;
-    f.vp = f.kT + Sp * D;
-    f.s = f.vp + Sp * Dp;
-    f.o = f.s + ATT_BQ * ATT_BK;
-    f.m = f.o + ATT_BQ * Dp;
-    f.l = f.m + ATT_BQ;
-    return f;
+    size_t at = 0;
+    if (few) {
+        *f = (fwd_scratch){.s = carve(base, &at, Sp)};
+        return at + ATT_GAP;
+    }
+    f->kT = carve(base, &at, Sp * D);
+    f->vp = carve(base, &at, Sp * Dp);
+    f->s = carve(base, &at, ATT_BQ * ATT_BK);
+    f->o = carve(base, &at, ATT_BQ * Dp);
+    f->m = carve(base, &at, ATT_BQ);
+    f->l = carve(base, &at, ATT_BQ);
+    return at + ATT_GAP;
 }
 
 /* Online-softmax update of query row r with its score block s (ATT_BK); s becomes the
@@ -416,7 +432,7 @@ static inline void axpy(float *o, float w, const float *x, int64_t D) {
     for (; d < D; d++) o[d] += w * x[d];
 }
 
-/* Query row i of (n, h): s (S + ATT_BK) scratch. */
+/* Query row i of (n, h): s (Sp) scratch. */
 static void forward_row(const attn_args *a, const ew_drop *drop, float *out, int64_t ldo,
                         float *weights, float *lse, int64_t n, int64_t h, int64_t i, float scale,
                         float *s) {
@@ -469,7 +485,8 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
     const int few = L < ATT_MR; /* decoding: a handful of queries per head */
     ew_drop drop_args;
     const ew_drop *drop = drop_make(&drop_args, a);
-    const size_t per_thread = few ? (size_t)round_up(S, ATT_BK) + 64 : forward_scratch(S, D);
+    fwd_scratch sized;
+    const size_t per_thread = forward_layout(&sized, NULL, S, D, few);
     ws_mark_t mark = ws_mark(ws);
     float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
     if (!scratch) return tfm_error(TFM_ERR_NOMEM, "attention: cannot allocate scratch");
@@ -478,14 +495,14 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
 
 #pragma omp parallel num_threads(nthreads)
     {
-        float *mine = scratch + per_thread * (size_t)tfm_thread_id();
-        fwd_scratch f = split_forward(mine, few ? 0 : S, D);
+        fwd_scratch f;
+        forward_layout(&f, scratch + per_thread * (size_t)tfm_thread_id(), S, D, few);
         int64_t packed = -1;
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < items; it++) {
             const int64_t nh = it / nqb, qb = it % nqb, n = nh / H, h = nh % H;
             if (few) {
-                forward_row(a, drop, out, ldo, weights, lse, n, h, qb, scale, mine);
+                forward_row(a, drop, out, ldo, weights, lse, n, h, qb, scale, f.s);
                 continue;
             }
             if (nh != packed) {
@@ -506,13 +523,6 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
 
 /* ---- backward ---- */
 
-/* Per-thread scratch of the backward, floats. */
-static size_t backward_scratch(int64_t L, int64_t S, int64_t D) {
-    const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
-    return (size_t)(2 * Sp * D + Sp * Dp + 3 * L * Dp + 2 * L + 3 * ATT_BQ * ATT_BK +
-                    2 * ATT_BK * Dp + 64);
-}
-
 typedef struct bwd_scratch {
     float *kT, *vT;        /* keys and values as transposed panels (Sp/BK × (D, BK)) */
     float *kp;             /* keys (Sp, Dp) */
@@ -522,23 +532,25 @@ typedef struct bwd_scratch {
     float *dk, *dv;        /* the key block's dK, dV accumulators (BK, Dp) */
 } bwd_scratch;
 
-static bwd_scratch split_backward(float *base, int64_t L, int64_t S, int64_t D) {
+/* A thread's backward scratch laid out from base (NULL: only sized); returns its size in
+ * floats. dk and dv must stay adjacent: backward_head clears both with one memset. */
+static size_t backward_layout(bwd_scratch *b, float *base, int64_t L, int64_t S, int64_t D) {
     const int64_t Dp = round_up(D, ATT_VW), Sp = round_up(S, ATT_BK);
-    bwd_scratch b;
-    b.kT = base;
-    b.vT = b.kT + Sp * D;
-    b.kp = b.vT + Sp * D;
-    b.qp = b.kp + Sp * Dp;
-    b.dop = b.qp + L * Dp;
-    b.dq = b.dop + L * Dp;
-    b.lse = b.dq + L * Dp;
-    b.delta = b.lse + L;
-    b.p = b.delta + L;
-    b.pd = b.p + ATT_BQ * ATT_BK;
-    b.ds = b.pd + ATT_BQ * ATT_BK;
-    b.dk = b.ds + ATT_BQ * ATT_BK;
-    b.dv = b.dk + ATT_BK * Dp;
-    return b;
+    size_t at = 0;
+    b->kT = carve(base, &at, Sp * D);
+    b->vT = carve(base, &at, Sp * D);
+    b->kp = carve(base, &at, Sp * Dp);
+    b->qp = carve(base, &at, L * Dp);
+    b->dop = carve(base, &at, L * Dp);
+    b->dq = carve(base, &at, L * Dp);
+    b->lse = carve(base, &at, L);
+    b->delta = carve(base, &at, L);
+    b->p = carve(base, &at, ATT_BQ * ATT_BK);
+    b->pd = carve(base, &at, ATT_BQ * ATT_BK);
+    b->ds = carve(base, &at, ATT_BQ * ATT_BK);
+    b->dk = carve(base, &at, ATT_BK * Dp);
+    b->dv = carve(base, &at, ATT_BK * Dp);
+    return at + ATT_GAP;
 }
 
 /* Pack head (n, h) for backward: K, V panels, K rows, Q and dO rows, lse and δ. */
@@ -629,7 +641,8 @@ tfm_status ATT_FN(attn_tiled_backward)(const attn_args *a, const float *lse, con
                                        int64_t lddv, tfm_ws *ws) {
     const int64_t N = a->N, H = a->H, L = a->L, S = a->S, D = a->D;
     const int nthreads = tfm_max_threads();
-    const size_t per_thread = backward_scratch(L, S, D);
+    bwd_scratch sized;
+    const size_t per_thread = backward_layout(&sized, NULL, L, S, D);
     ws_mark_t mark = ws_mark(ws);
     float *scratch = ws_floats(ws, per_thread * (size_t)nthreads);
     if (!scratch) return tfm_error(TFM_ERR_NOMEM, "attention backward: cannot allocate scratch");
@@ -639,7 +652,8 @@ tfm_status ATT_FN(attn_tiled_backward)(const attn_args *a, const float *lse, con
 
 #pragma omp parallel num_threads(nthreads)
     {
-        bwd_scratch b = split_backward(scratch + per_thread * (size_t)tfm_thread_id(), L, S, D);
+        bwd_scratch b;
+        backward_layout(&b, scratch + per_thread * (size_t)tfm_thread_id(), L, S, D);
 #pragma omp for schedule(static)
         for (int64_t nh = 0; nh < N * H; nh++) {
             const int64_t n = nh / H, h = nh % H;
