@@ -130,18 +130,28 @@ static void buffer_give(float *buf) {
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* One tile's product into c: from packed a (lda 0) or from A's rows in place (lda their
+ * stride, op(A) not transposed). */
+static void tile_product(const gemm_kernel *k, int64_t kc, const float *a, int64_t lda,
+                         const float *b, float *c, int64_t ldc, float alpha, float beta) {
+    if (lda) k->micro_rows(kc, a, lda, b, c, ldc, alpha, beta);
+    else k->micro(kc, a, b, c, ldc, alpha, beta);
+}
+
 /* The partial tile at an edge of C: computed as a full tile in `tile` with the micro-kernel
- * (the same arithmetic as everywhere else), then its m × n corner copied out. */
+ * (the same arithmetic as everywhere else), then its m × n corner copied out. A's rows are
+ * read in place (lda ≠ 0) only when all MR of them exist (m = MR). */
 #define TILE_MAX (32 * 64)
-static void edge_tile(const gemm_kernel *k, int64_t kc, const float *a, const float *b, float *c,
-                      int64_t ldc, float alpha, float beta, int m, int n) {
+static void edge_tile(const gemm_kernel *k, int64_t kc, const float *a, int64_t lda,
+                      const float *b, float *c, int64_t ldc, float alpha, float beta, int m,
+                      int n) {
     alignas(64) float tile[TILE_MAX];
     const int nr = k->nr;
     if (beta != 0.0f) {
         memset(tile, 0, (size_t)k->mr * (size_t)nr * sizeof(float));
         for (int i = 0; i < m; i++) memcpy(tile + i * nr, c + i * ldc, (size_t)n * sizeof(float));
     }
-    k->micro(kc, a, b, tile, nr, alpha, beta);
+    tile_product(k, kc, a, lda, b, tile, nr, alpha, beta);
     for (int i = 0; i < m; i++) memcpy(c + i * ldc, tile + i * nr, (size_t)n * sizeof(float));
 }
 
@@ -154,7 +164,9 @@ typedef struct gemm_args {
     int64_t lda, ldb, ldc;
     float *C;
     int64_t mc, np;   /* rows of op(A), columns of op(B) packed at a time: all at most shapes */
-    float *abuf;      /* (mc, KC) packed op(A), shared by the team */
+    bool a_in_place;  /* op(A)'s whole MR-row panels read in place (k->micro_rows) */
+    float *abuf;      /* (mc, KC) packed op(A), shared by the team (with a_in_place: only
+                       * the last panel, when partial) */
     float *bbuf;      /* (KC, np) packed op(B), shared */
 } gemm_args;
 
@@ -173,12 +185,12 @@ static void pack_panels(const gemm_kernel *k, const float *X, int64_t ld, bool k
         k->pack(X + first * ld + k0, ld, true, kc, count, w, dst);
 }
 
-/* The share [t0, t1) of tiles of an (mc, nc) block at C[ic:, jc:]: tiles in row-major
- * order, so a share is whole rows of tiles when there are many. a, b the block's packed
- * op(A) and op(B). */
-static void compute_tiles(const gemm_args *g, int64_t kc, float beta, const float *a,
-                          const float *b, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
-                          int64_t t0, int64_t t1) {
+/* The share [t0, t1) of tiles of an (mc, nc) block at C[ic:, jc:] in K block pc: tiles in
+ * row-major order, so a share is whole rows of tiles when there are many. a, b the block's
+ * packed op(A) and op(B). */
+static void compute_tiles(const gemm_args *g, int64_t pc, int64_t kc, float beta,
+                          const float *a, const float *b, int64_t ic, int64_t mc, int64_t jc,
+                          int64_t nc, int64_t t0, int64_t t1) {
     const gemm_kernel *k = g->k;
     const int mr = k->mr, nr = k->nr;
     const int64_t bp = ceil_div(nc, nr);
@@ -186,10 +198,13 @@ static void compute_tiles(const gemm_args *g, int64_t kc, float beta, const floa
         const int64_t ir = t / bp * mr, jr = t % bp * nr;
         float *c = g->C + (ic + ir) * g->ldc + jc + jr;
         const int m = (int)min64(mr, mc - ir), n = (int)min64(nr, nc - jr);
+        const bool in_place = g->a_in_place && m == mr;
+        const float *at = in_place ? g->A + (ic + ir) * g->lda + pc : a + ir * kc;
+        const int64_t lda = in_place ? g->lda : 0;
         if (m == mr && n == nr)
-            k->micro(kc, a + ir * kc, b + jr * kc, c, g->ldc, g->alpha, beta);
+            tile_product(k, kc, at, lda, b + jr * kc, c, g->ldc, g->alpha, beta);
         else
-            edge_tile(k, kc, a + ir * kc, b + jr * kc, c, g->ldc, g->alpha, beta, m, n);
+            edge_tile(k, kc, at, lda, b + jr * kc, c, g->ldc, g->alpha, beta, m, n);
     }
 }
 
@@ -208,15 +223,18 @@ static void gemm_team(const gemm_args *g, int id, int T) {
             for (int64_t jp = 0; jp < g->N; jp += g->np) {
                 const int64_t np = min64(g->np, g->N - jp), bp = ceil_div(np, nr);
 #pragma omp barrier
-                if (jp == 0)
+                if (jp == 0 && !g->a_in_place)
                     pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap * id / T,
                                 ap * (id + 1) / T, g->abuf);
+                else if (jp == 0 && mc % mr && id == T - 1) /* only the partial panel */
+                    pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap - 1, ap,
+                                g->abuf);
                 pack_panels(k, g->B, g->ldb, !g->trans_b, pc, jp, kc, np, nr, bp * id / T,
                             bp * (id + 1) / T, g->bbuf);
 #pragma omp barrier
                 for (int64_t jc = 0; jc < np; jc += k->nc) {
                     const int64_t nc = min64(k->nc, np - jc), tiles = ap * ceil_div(nc, nr);
-                    compute_tiles(g, kc, beta, g->abuf, g->bbuf + jc * kc, ic, mc, jp + jc, nc,
+                    compute_tiles(g, pc, kc, beta, g->abuf, g->bbuf + jc * kc, ic, mc, jp + jc, nc,
                                   tiles * id / T, tiles * (id + 1) / T);
                 }
             }
@@ -244,7 +262,7 @@ bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, in
     if (!buf) return false;
     float *space = buf + BUF_HEAD;
     const gemm_args g = {k, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C,
-                         mc, np, space, space + a_floats};
+                         mc, np, !trans_a && k->micro_rows, space, space + a_floats};
 #pragma omp parallel num_threads(T) if (T > 1)
     {
 #ifdef _OPENMP

@@ -25,6 +25,11 @@
 typedef void (*gemm_micro_fn)(int64_t kc, const float *a, const float *b, float *c,
                               int64_t ldc, float alpha, float beta);
 
+/* The same tile with A's rows read in place: a at op(A)[row 0, k 0], k contiguous, rows
+ * lda apart (op(A) not transposed). Same arithmetic as gemm_micro_fn. */
+typedef void (*gemm_micro_rows_fn)(int64_t kc, const float *a, int64_t lda, const float *b,
+                                   float *c, int64_t ldc, float alpha, float beta);
+
 /* Packing: panels of width w (MR for op(A), NR for op(B)), each (kc, w) k-major, from an
  * (kc, n) slice of an operand: element (k, x) is src[x · ld + k] when k_contiguous, else
  * src[k · ld + x]. ceil(n / w) panels, w · kc floats apart, zero past n. dst 64-byte
@@ -40,6 +45,7 @@ typedef struct gemm_kernel {
     int64_t np;              /* columns of op(B) packed at a time (a multiple of nc) */
     int64_t nc;              /* columns of op(B) computed at a time, from L2 (of nr) */
     gemm_micro_fn micro;
+    gemm_micro_rows_fn micro_rows; /* or NULL: op(A) is always packed */
     gemm_pack_fn pack;       /* for w = mr and w = nr */
 } gemm_kernel;
 

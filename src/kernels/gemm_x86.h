@@ -40,29 +40,52 @@ typedef __m256 gm_vec;
 
 #define GM_NR (GM_NV * GM_BITS / 32)
 
-/* C (GM_MR, GM_NR) = alpha · a·b + beta · C; a (kc, GM_MR), b (kc, GM_NR) packed. */
-static void gemm_micro(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                       float alpha, float beta) {
-    gm_vec acc[GM_MR][GM_NV];
+/* One k step: acc += a's column k (GM_MR broadcasts) × b's row (GM_NV vectors). */
+static inline __attribute__((always_inline)) void
+gemm_micro_step(gm_vec acc[GM_MR][GM_NV], const float *const ar[GM_MR], int64_t k, int64_t ks,
+                const float *b) {
+    gm_vec bv[GM_NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < GM_NV; v++) bv[v] = gm_load(b + GM_W * v);
 #pragma GCC unroll 16
     for (int i = 0; i < GM_MR; i++) {
+        const gm_vec ai = gm_set1(ar[i][k * ks]);
+#pragma GCC unroll 4
+        for (int v = 0; v < GM_NV; v++) acc[i][v] = gm_fma(ai, bv[v], acc[i][v]);
+    }
+}
+
+/* How far ahead (floats) the in-place rows of A are fetched: a few hundred cycles. */
+#define GM_PF 64
+
+/* C (GM_MR, GM_NR) = alpha · a·b + beta · C; b (kc, GM_NR) packed, a's element (k, i) at
+ * a[i · rs + k · ks]: the packed panel (rs 1, ks GM_MR) or rows of A in place (rs lda,
+ * ks 1). Inlined with constant strides into each micro-kernel below; the arithmetic is
+ * the same either way, only where A's values come from differs. */
+static inline __attribute__((always_inline)) void
+gemm_micro_body(int64_t kc, const float *a, int64_t rs, int64_t ks, const float *b, float *c,
+                int64_t ldc, float alpha, float beta) {
+    gm_vec acc[GM_MR][GM_NV];
+    const float *ar[GM_MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < GM_MR; i++) {
+        ar[i] = a + i * rs;
         /* The tile of C is read and written once, after kc k-steps: fetch it meanwhile. */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + GM_NR - 1), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int v = 0; v < GM_NV; v++) acc[i][v] = gm_zero();
     }
-    for (int64_t k = 0; k < kc; k++, a += GM_MR, b += GM_NR) {
-        gm_vec bv[GM_NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < GM_NV; v++) bv[v] = gm_load(b + GM_W * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < GM_MR; i++) {
-            const gm_vec ai = gm_set1(a[i]);
-#pragma GCC unroll 4
-            for (int v = 0; v < GM_NV; v++) acc[i][v] = gm_fma(ai, bv[v], acc[i][v]);
-        }
-    }
+    int64_t k = 0;
+    if (ks == 1) /* rows in place: row j's line GM_PF floats ahead fetched at step j of 8 */
+        for (; k + 8 <= kc; k += 8)
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                if (j < GM_MR) _mm_prefetch((const char *)(ar[j] + k + GM_PF), _MM_HINT_T0);
+                gemm_micro_step(acc, ar, k + j, 1, b);
+                b += GM_NR;
+            }
+    for (; k < kc; k++, b += GM_NR) gemm_micro_step(acc, ar, k, ks, b);
     /* beta = 0: C is not read. The same expression for every element of every tile. */
     const gm_vec va = gm_set1(alpha), vb = gm_set1(beta);
 #pragma GCC unroll 16
@@ -82,6 +105,18 @@ static void gemm_micro(int64_t kc, const float *a, const float *b, float *c, int
     }
 }
 
+/* a (kc, GM_MR) packed. */
+static void gemm_micro(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                       float alpha, float beta) {
+    gemm_micro_body(kc, a, 1, GM_MR, b, c, ldc, alpha, beta);
+}
+
+/* a: GM_MR rows of A in place, lda apart, k contiguous. */
+static void gemm_micro_rows(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                            int64_t ldc, float alpha, float beta) {
+    gemm_micro_body(kc, a, lda, 1, b, c, ldc, alpha, beta);
+}
+
 /* The blocks: KC = 256 fixes every element's summation order (384 and 512 measured no
  * faster, 128 and 192 slower); MC and NP cover up to 4096 rows and columns, so at tfm's
  * shapes A and B are packed once per K block with two barriers; NC × KC of packed B
@@ -94,7 +129,7 @@ const gemm_kernel gemm_kernel_avx2 = {
     .name = "avx2",
 #endif
     .mr = GM_MR, .nr = GM_NR, .kc = 256, .mc = GM_MR * (4096 / GM_MR), .np = 4096, .nc = 512,
-    .micro = gemm_micro, .pack = gemm_pack_x86,
+    .micro = gemm_micro, .micro_rows = gemm_micro_rows, .pack = gemm_pack_x86,
 };
 
 #undef GM_W
