@@ -4,7 +4,8 @@
  *      several K blocks), all four transposes, padded leading dimensions, alpha/beta
  *      including beta = 0 over NaN-filled C;
  *   2. the trivial cases tfm_gemm handles itself (K = 0, alpha = 0, empty C);
- *   3. bit-identical results for 1, 2 and 3 threads (OpenMP builds).
+ *   3. bit-identical results for 1, 2 and 3 threads (OpenMP builds);
+ *   4. tfm_gemm_bias: the bits of bias rows + tfm_gemm(alpha 1, beta 1), every shape of 1.
  * Tolerance per element: 1e-5·√K · (|alpha|·Σ_k |op(A)_ik·op(B)_kj| + |beta·C_ij|), the
  * scale of a float dot product's rounding error, so that cancellation cannot hide a bug.
  *
@@ -127,6 +128,26 @@ static int supported_paths(cpu_path *out) {
     return n;
 }
 
+/* tfm_gemm_bias on the active path against its definition: C's rows set to the bias, then
+ * tfm_gemm with alpha 1 and beta 1 — bit for bit. C (M · ldc) scratch. */
+static bool bias_matches(const shape *s, const operands *o, float *C) {
+    float *bias = malloc((size_t)s->N * sizeof(float)), *want = malloc(o->nc * sizeof(float));
+    assert_non_null(bias), assert_non_null(want);
+    for (int64_t j = 0; j < s->N; j++) bias[j] = 0.25f * (float)(j % 7) - 0.5f;
+    memcpy(want, o->C0, o->nc * sizeof(float));
+    memcpy(C, o->C0, o->nc * sizeof(float));
+    for (int64_t i = 0; i < s->M; i++) memcpy(want + i * s->ldc, bias, (size_t)s->N * sizeof(float));
+    tfm_gemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, o->A, s->lda, o->B, s->ldb, 1.0f, want, s->ldc);
+    tfm_gemm_bias(s->ta, s->tb, s->M, s->N, s->K, o->A, s->lda, o->B, s->ldb, bias, C, s->ldc);
+    const bool ok = memcmp(C, want, o->nc * sizeof(float)) == 0;
+    if (!ok)
+        printf("FAIL tfm_gemm_bias(%s) M %lld N %lld K %lld ta %d tb %d: not the bits of bias rows "
+               "+ tfm_gemm\n",
+               tfm_gemm_backend(), (long long)s->M, (long long)s->N, (long long)s->K, s->ta, s->tb);
+    free(bias), free(want);
+    return ok;
+}
+
 /* One shape through gemm_packed with each path's kernel and through tfm_gemm under each
  * path; all against tfm_gemm_reference. Returns the number of failures. */
 static int run_shape(const shape *s, uint64_t seed) {
@@ -158,6 +179,7 @@ static int run_shape(const shape *s, uint64_t seed) {
         snprintf(what, sizeof what, "tfm_gemm(%s, %s)", cpu_path_name(paths[p]),
                  tfm_gemm_backend());
         bad += !check(what, s, &o, C, want, tol);
+        bad += !bias_matches(s, &o, C);
     }
     assert_int_equal(tfm_set_cpu_path(NULL), TFM_OK);
     free(want), free(C), free(tol);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/cpu.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm_packed.h"
 
 #ifdef TFM_HAVE_CBLAS
@@ -98,24 +99,34 @@ static bool packed_wins(const gemm_kernel *k, bool trans_a, int64_t M, int64_t N
 }
 #endif
 
-void tfm_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-              int64_t ldc) {
+/* tfm_gemm, or with bias (beta then 1) tfm_gemm_bias: the backend is chosen here. */
+static void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float beta, const float *bias, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, C, ldc);
-        return;
-    }
     const gemm_kernel *k = gemm_kernel_for(cpu_active());
 #ifdef TFM_HAVE_CBLAS
     const bool cblas_fits =
         N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX;
-    if (cblas_fits && !packed_wins(k, trans_a, M, N)) {
+    const bool packed = !cblas_fits || packed_wins(k, trans_a, M, N);
+#else
+    const bool packed = true;
+#endif
+    /* The packed kernel fails only when its buffers cannot be allocated. */
+    if (bias && packed && k && K > 0 && alpha != 0.0f &&
+        gemm_packed_bias(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc))
+        return;
+    if (bias) fill_rows(C, ldc, bias, M, N); /* every other backend: C = bias, beta = 1 */
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+#ifdef TFM_HAVE_CBLAS
+    if (!packed) {
         gemm_cblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #endif
-    /* The packed kernel fails only when its buffers cannot be allocated. */
     if (k && gemm_packed(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
 #ifdef TFM_HAVE_CBLAS
@@ -125,6 +136,18 @@ void tfm_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     }
 #endif
     tfm_gemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void tfm_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc) {
+    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+void tfm_gemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, const float *bias, float *C,
+                   int64_t ldc) {
+    gemm_dispatch(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, bias, C, ldc);
 }
 
 const char *tfm_gemm_backend(void) {

@@ -20,6 +20,13 @@ void tfm_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc);
 
+/* C (M, N) = op(A) · op(B) + bias, bias (N) added to every row (nn.Linear): bit for bit
+ * fill C's rows with bias, then tfm_gemm with alpha 1 and beta 1 — but the packed kernel
+ * writes each tile's bias just before the tile is computed, saving a pass over C. */
+void tfm_gemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, const float *bias, float *C,
+                   int64_t ldc);
+
 /* The plain reference loop, always built: what the tests compare every backend with. */
 void tfm_gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,

@@ -165,6 +165,7 @@ typedef struct gemm_args {
     float *C;
     int64_t mc, np;   /* rows of op(A), columns of op(B) packed at a time: all at most shapes */
     bool a_in_place;  /* op(A)'s whole MR-row panels read in place (k->micro_rows) */
+    const float *bias; /* (N) copied into C's rows tile by tile before K block 0, or NULL */
     float *abuf;      /* (mc, KC) packed op(A), shared by the team (with a_in_place: only
                        * the last panel, when partial) */
     float *bbuf;      /* (KC, np) packed op(B), shared */
@@ -201,6 +202,8 @@ static void compute_tiles(const gemm_args *g, int64_t pc, int64_t kc, float beta
         const bool in_place = g->a_in_place && m == mr;
         const float *at = in_place ? g->A + (ic + ir) * g->lda + pc : a + ir * kc;
         const int64_t lda = in_place ? g->lda : 0;
+        if (g->bias && pc == 0) /* C = bias, then += the product (beta 1), from L1 */
+            for (int i = 0; i < m; i++) memcpy(c + i * g->ldc, g->bias + jc + jr, (size_t)n * 4);
         if (m == mr && n == nr)
             tile_product(k, kc, at, lda, b + jr * kc, c, g->ldc, g->alpha, beta);
         else
@@ -242,9 +245,9 @@ static void gemm_team(const gemm_args *g, int id, int T) {
     }
 }
 
-bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                 float beta, float *C, int64_t ldc) {
+static bool gemm_run(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                     int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                     int64_t ldb, float beta, const float *bias, float *C, int64_t ldc) {
     /* Threads: at most one per 2^20 multiply-adds and one per tile. */
     const double work = (double)M * (double)N * (double)K;
     int T = tfm_max_threads();
@@ -262,7 +265,7 @@ bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, in
     if (!buf) return false;
     float *space = buf + BUF_HEAD;
     const gemm_args g = {k, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C,
-                         mc, np, !trans_a && k->micro_rows, space, space + a_floats};
+                         mc, np, !trans_a && k->micro_rows, bias, space, space + a_floats};
 #pragma omp parallel num_threads(T) if (T > 1)
     {
 #ifdef _OPENMP
@@ -273,4 +276,16 @@ bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, in
     }
     buffer_give(buf);
     return true;
+}
+
+bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float beta, float *C, int64_t ldc) {
+    return gemm_run(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+bool gemm_packed_bias(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, const float *bias, float *C, int64_t ldc) {
+    return gemm_run(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, bias, C, ldc);
 }

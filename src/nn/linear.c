@@ -7,8 +7,8 @@
 
 void linear_forward(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
                     const float *b, int64_t R, int64_t in, int64_t out) {
-    if (b) fill_rows(y, ldy, b, R, out); /* the GEMM adds x · wᵀ to the bias (beta = 1) */
-    tfm_gemm(false, true, R, out, in, 1.0f, x, ldx, w, in, b ? 1.0f : 0.0f, y, ldy);
+    if (b) tfm_gemm_bias(false, true, R, out, in, x, ldx, w, in, b, y, ldy); /* bias + x · wᵀ */
+    else tfm_gemm(false, true, R, out, in, 1.0f, x, ldx, w, in, 0.0f, y, ldy);
 }
 
 void linear_backward_input(float *dx, int64_t lddx, const float *dy, int64_t lddy, const float *w,
