@@ -7,8 +7,8 @@
  *   --list (the case names, one a line)  --info (the '#' header line only)  -h/--help
  * A benchmark's own options go through its `extra` callback (see bench_parse).
  *
- * Output: a '#' header line first (impl, SIMD path, threads, timing options, then the
- * benchmark's own keys), then one line per case:
+ * Output: a '#' header line first (impl, SIMD path, GEMM backend, threads, timing options,
+ * then the benchmark's own keys), then one line per case:
  *   BENCH impl=tfm case=NAME key=value ...
  * bench/lib.sh reads the lines by key, so the order of the keys does not matter.
  */
@@ -24,6 +24,11 @@
 #include <time.h>
 
 #include <tfm.h>
+
+/* What tfm_gemm uses on the active CPU path ("avx512+cblas", "cblas", "avx2", ...):
+ * declared in src/kernels/gemm.h, outside the public header, and defined in the static
+ * library every benchmark links. The '#' line reports it (bench/lib.sh reads it). */
+const char *tfm_gemm_backend(void);
 
 #define BENCH_MAX_CASES 64
 
@@ -161,15 +166,15 @@ static inline void bench_vend_line(const char *fmt, va_list ap) {
     fflush(stdout);
 }
 
-/* The '#' header line: impl, the SIMD path, the thread settings, the timing options,
- * then the benchmark's own " key=value" pairs (fmt). */
+/* The '#' header line: impl, the SIMD path, the GEMM backend, the thread settings, the
+ * timing options, then the benchmark's own " key=value" pairs (fmt). */
 static inline void bench_header(const bench_opts *o, const char *fmt, ...) {
     const char *omp = getenv("OMP_NUM_THREADS"), *obt = getenv("OPENBLAS_NUM_THREADS");
     const char *cpu = getenv("TFM_CPU");
-    printf("# impl=%s cpu_path=%s TFM_CPU=%s OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s "
+    printf("# impl=%s cpu_path=%s gemm=%s TFM_CPU=%s OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s "
            "min_time=%g min_reps=%d warmup=%d",
-           o->impl, tfm_cpu_path(), cpu && *cpu ? cpu : "(unset)", omp ? omp : "(unset)",
-           obt ? obt : "(unset)", o->min_time, o->min_reps, o->warmup);
+           o->impl, tfm_cpu_path(), tfm_gemm_backend(), cpu && *cpu ? cpu : "(unset)",
+           omp ? omp : "(unset)", obt ? obt : "(unset)", o->min_time, o->min_reps, o->warmup);
     va_list ap;
     va_start(ap, fmt);
     bench_vend_line(fmt, ap);

@@ -63,9 +63,10 @@ bench_arg() {
 
 # ---- build ------------------------------------------------------------------------------
 # bench_build TARGET...: configure, then build the targets (and the library they link).
-# Sets gemm_backend: the CBLAS of the CMake configuration (TFM_BLAS); for OpenBLAS also
-# its threading and the kernel family it picks at run time (OPENBLAS_CORETYPE overrides
-# the latter), from bench/openblas_probe.c.
+# Sets blas_linked: the CBLAS the build links (TFM_BLAS of the CMake configuration); for
+# OpenBLAS also its threading and the kernel family it picks at run time
+# (OPENBLAS_CORETYPE overrides the latter), from bench/openblas_probe.c. Which GEMM tfm
+# actually uses is decided at run time (bench_report asks the benchmark binary).
 bench_build() {
     echo "== building $* ($BUILD)" >&2
     { cmake -S . -B "$BUILD" >/dev/null && cmake --build "$BUILD" -j2 --target "$@" >/dev/null; } || {
@@ -74,11 +75,11 @@ bench_build() {
     }
     local blas
     blas=$(sed -n 's/^TFM_BLAS:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
-    gemm_backend="portable C fallback (TFM_BLAS=none)"
+    blas_linked="none (TFM_BLAS=none)"
     if [ "$blas" != none ]; then
-        gemm_backend="CBLAS ($blas)"
+        blas_linked=$blas
         if [ "$blas" = openblas ] && cmake --build "$BUILD" --target openblas_probe >/dev/null 2>&1; then
-            gemm_backend="$gemm_backend: $("$BUILD/bench/openblas_probe")"
+            blas_linked="$blas_linked: $("$BUILD/bench/openblas_probe")"
         fi
     fi
 }
@@ -130,10 +131,14 @@ bench_run_cases() {
 
 # ---- the report header ---------------------------------------------------------------
 # bench_report TITLE BINARY: date, CPU, cores, load, thread and OpenBLAS settings, tfm's
-# commit, GEMM and SIMD path (BINARY --info prints its cpu_path), the PyTorch builds.
+# commit, SIMD path and GEMM backend as the library reports them at run time (BINARY
+# --info prints cpu_path= and gemm=, under the TFM_CPU the runs see), the CBLAS linked,
+# the PyTorch builds.
 bench_report() {
-    local simd i
-    simd=$("$2" --info 2>&1 | sed -n 's/.*cpu_path=\([^ ]*\).*/\1/p')
+    local info simd gemm i
+    info=$("$2" --info 2>&1)
+    simd=$(sed -n 's/.* cpu_path=\([^ ]*\).*/\1/p' <<<"$info")
+    gemm=$(sed -n 's/.* gemm=\([^ ]*\).*/\1/p' <<<"$info")
     echo "== $1"
     echo "date:               $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "cpu:                $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" \
@@ -144,8 +149,9 @@ bench_report() {
     echo "OPENBLAS_CORETYPE:  ${OPENBLAS_CORETYPE:-(unset)}"
     echo "OPENBLAS_NUM_THREADS: ${OPENBLAS_NUM_THREADS:-(unset)}"
     echo "tfm:                $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD \
-        -- src include 2>/dev/null || echo ' (+ uncommitted changes)'), GEMM $gemm_backend"
+        -- src include 2>/dev/null || echo ' (+ uncommitted changes)')"
     echo "tfm SIMD path:      ${simd:-?} (TFM_CPU=${TFM_CPU:-(unset): the best this CPU supports})"
+    echo "tfm GEMM:           ${gemm:-?} (tfm_gemm_backend at run time; CBLAS linked: $blas_linked)"
     for i in "${!torch_impls[@]}"; do
         echo "${torch_impls[i]}:             torch ${torch_vers[i]} (${torch_pys[i]})"
     done
