@@ -233,10 +233,12 @@ static void test_tile_edges(void **state) {
     if (bad) fail_msg("%d failures at tile edges", bad);
 }
 
-/* A few hundreds, and K across several K blocks (KC = 256) with a ragged last one. */
+/* A few hundreds, and K across several K blocks (KC = 256) with a ragged last one; M or N
+ * past 4096 (more than one block of C: the single-buffered driver loop). */
 static void test_large_shapes(void **state) {
     static const int64_t mnk[][3] = {{300, 257, 513}, {129, 200, 600}, {64, 512, 256},
-                                     {257, 33, 1000}, {1030, 70, 257}};
+                                     {257, 33, 1000}, {1030, 70, 257}, {20, 4200, 300},
+                                     {4100, 9, 520}};
     int bad = 0;
     for (size_t c = 0; c < sizeof mnk / sizeof *mnk; c++)
         for (int t = 0; t < 4; t++) {

@@ -15,8 +15,9 @@
  *         this thread's 1/T of the block's MR × NR tiles, row by row: the micro-kernel,
  *         with the MR × KC panel of A in L1 and the KC × NC block of B in L2
  * Packing is shared as in OpenBLAS and BLIS: every element of A and B is packed once per
- * K block, and a K block costs two barriers. Which thread computes a tile changes with T,
- * its arithmetic does not.
+ * K block, and a K block costs two barriers — one when C is a single (MC, NP) block, as at
+ * tfm's shapes: the buffers are then doubled and block p + 1 packed after block p's tiles.
+ * Which thread computes a tile changes with T, its arithmetic does not.
  */
 #include "kernels/gemm_packed.h"
 
@@ -166,9 +167,9 @@ typedef struct gemm_args {
     int64_t mc, np;   /* rows of op(A), columns of op(B) packed at a time: all at most shapes */
     bool a_in_place;  /* op(A)'s whole MR-row panels read in place (k->micro_rows) */
     const float *bias; /* (N) copied into C's rows tile by tile before K block 0, or NULL */
-    float *abuf;      /* (mc, KC) packed op(A), shared by the team (with a_in_place: only
-                       * the last panel, when partial) */
-    float *bbuf;      /* (KC, np) packed op(B), shared */
+    float *abuf[2];   /* (mc, KC) packed op(A), shared by the team (with a_in_place: only
+                       * the last panel, when partial); [1] NULL unless one block */
+    float *bbuf[2];   /* (KC, np) packed op(B), shared; [1] as abuf[1] */
 } gemm_args;
 
 /* Packs panels [p0, p1) of op(A)[x0 :, k0 : k0 + kc] (w = MR) or op(B)[k0 :, x0 :] (w = NR)
@@ -211,36 +212,68 @@ static void compute_tiles(const gemm_args *g, int64_t pc, int64_t kc, float beta
     }
 }
 
-/* The whole product, run by every thread of the team (id of T) in step. Per K block the
- * team packs op(A) and op(B) (all of both at most shapes), each thread 1/T of the panels;
- * a barrier; then each thread computes its share of the tiles of every NC-column block (the
- * packed KC × NC of op(B) it reads stays in L2); a barrier before the buffers are reused. */
-static void gemm_team(const gemm_args *g, int id, int T) {
+/* This thread's share (id of T) of packing K block pc of the (mc, np) block at op(A)[ic:],
+ * op(B)[:, jp:] into a and b: op(A) only when jp = 0 (whole, or only a partial last panel
+ * when A is read in place). */
+static void pack_block(const gemm_args *g, int64_t pc, int64_t ic, int64_t mc, int64_t jp,
+                       int64_t np, float *a, float *b, int id, int T) {
     const gemm_kernel *k = g->k;
     const int mr = k->mr, nr = k->nr;
-    for (int64_t pc = 0; pc < g->K; pc += k->kc) {
-        const int64_t kc = min64(k->kc, g->K - pc);
-        const float beta = pc == 0 ? g->beta : 1.0f;
+    const int64_t kc = min64(k->kc, g->K - pc), ap = ceil_div(mc, mr), bp = ceil_div(np, nr);
+    if (jp == 0 && !g->a_in_place)
+        pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap * id / T,
+                    ap * (id + 1) / T, a);
+    else if (jp == 0 && mc % mr && id == T - 1)
+        pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap - 1, ap, a);
+    pack_panels(k, g->B, g->ldb, !g->trans_b, pc, jp, kc, np, nr, bp * id / T,
+                bp * (id + 1) / T, b);
+}
+
+/* This thread's share of the tiles of every NC-column block of the (mc, np) block at
+ * C[ic:, jp:] in K block pc (the packed KC × NC of op(B) it reads stays in L2). */
+static void compute_block(const gemm_args *g, int64_t pc, int64_t ic, int64_t mc, int64_t jp,
+                          int64_t np, const float *a, const float *b, int id, int T) {
+    const gemm_kernel *k = g->k;
+    const int64_t kc = min64(k->kc, g->K - pc), ap = ceil_div(mc, k->mr);
+    const float beta = pc == 0 ? g->beta : 1.0f;
+    for (int64_t jc = 0; jc < np; jc += k->nc) {
+        const int64_t nc = min64(k->nc, np - jc), tiles = ap * ceil_div(nc, k->nr);
+        compute_tiles(g, pc, kc, beta, a, b + jc * kc, ic, mc, jp + jc, nc, tiles * id / T,
+                      tiles * (id + 1) / T);
+    }
+}
+
+/* The whole product, run by every thread of the team (id of T) in step. Per K block the
+ * team packs op(A) and op(B) (all of both at most shapes), each thread 1/T of the panels;
+ * a barrier; then each thread computes its share of the tiles; a barrier before the
+ * buffers are reused. */
+static void gemm_team(const gemm_args *g, int id, int T) {
+    for (int64_t pc = 0; pc < g->K; pc += g->k->kc)
         for (int64_t ic = 0; ic < g->M; ic += g->mc) {
-            const int64_t mc = min64(g->mc, g->M - ic), ap = ceil_div(mc, mr);
+            const int64_t mc = min64(g->mc, g->M - ic);
             for (int64_t jp = 0; jp < g->N; jp += g->np) {
-                const int64_t np = min64(g->np, g->N - jp), bp = ceil_div(np, nr);
+                const int64_t np = min64(g->np, g->N - jp);
 #pragma omp barrier
-                if (jp == 0 && !g->a_in_place)
-                    pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap * id / T,
-                                ap * (id + 1) / T, g->abuf);
-                else if (jp == 0 && mc % mr && id == T - 1) /* only the partial panel */
-                    pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap - 1, ap,
-                                g->abuf);
-                pack_panels(k, g->B, g->ldb, !g->trans_b, pc, jp, kc, np, nr, bp * id / T,
-                            bp * (id + 1) / T, g->bbuf);
+                pack_block(g, pc, ic, mc, jp, np, g->abuf[0], g->bbuf[0], id, T);
 #pragma omp barrier
-                for (int64_t jc = 0; jc < np; jc += k->nc) {
-                    const int64_t nc = min64(k->nc, np - jc), tiles = ap * ceil_div(nc, nr);
-                    compute_tiles(g, pc, kc, beta, g->abuf, g->bbuf + jc * kc, ic, mc, jp + jc, nc,
-                                  tiles * id / T, tiles * (id + 1) / T);
-                }
+                compute_block(g, pc, ic, mc, jp, np, g->abuf[0], g->bbuf[0], id, T);
             }
+        }
+}
+
+/* The same when all of C is one (mc, np) block (tfm's shapes): double-buffered, each
+ * thread packs its share of K block p + 1 right after its tiles of block p, and one
+ * barrier per K block separates the two (the buffer packed into was last read in block
+ * p − 1, which every thread finished before the previous barrier). */
+static void gemm_team_one_block(const gemm_args *g, int id, int T) {
+    const int64_t KC = g->k->kc;
+    pack_block(g, 0, 0, g->M, 0, g->N, g->abuf[0], g->bbuf[0], id, T);
+#pragma omp barrier
+    for (int64_t pc = 0, x = 0; pc < g->K; pc += KC, x ^= 1) {
+        compute_block(g, pc, 0, g->M, 0, g->N, g->abuf[x], g->bbuf[x], id, T);
+        if (pc + KC < g->K) {
+            pack_block(g, pc + KC, 0, g->M, 0, g->N, g->abuf[x ^ 1], g->bbuf[x ^ 1], id, T);
+#pragma omp barrier
         }
     }
 }
@@ -261,18 +294,25 @@ static bool gemm_run(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M
     const int64_t kc = min64(k->kc, K), mc = min64(k->mc, M), np = min64(k->np, N);
     const size_t a_floats = (size_t)(ceil_div(ceil_div(mc, k->mr) * k->mr * kc, 16) * 16);
     const size_t b_floats = (size_t)(ceil_div(ceil_div(np, k->nr) * k->nr * kc, 16) * 16);
-    float *buf = buffer_take(a_floats + b_floats);
+    const bool one_block = M <= mc && N <= np && K > kc; /* and more than one K block */
+    const size_t halves = one_block ? 2 : 1;
+    float *buf = buffer_take(halves * (a_floats + b_floats));
     if (!buf) return false;
     float *space = buf + BUF_HEAD;
     const gemm_args g = {k, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C,
-                         mc, np, !trans_a && k->micro_rows, bias, space, space + a_floats};
+                         mc, np, !trans_a && k->micro_rows, bias,
+                         {space, one_block ? space + a_floats : NULL},
+                         {space + halves * a_floats,
+                          one_block ? space + halves * a_floats + b_floats : NULL}};
 #pragma omp parallel num_threads(T) if (T > 1)
     {
 #ifdef _OPENMP
-        gemm_team(&g, omp_get_thread_num(), omp_get_num_threads());
+        const int id = omp_get_thread_num(), nt = omp_get_num_threads();
 #else
-        gemm_team(&g, 0, 1);
+        const int id = 0, nt = 1;
 #endif
+        if (one_block) gemm_team_one_block(&g, id, nt);
+        else gemm_team(&g, id, nt);
     }
     buffer_give(buf);
     return true;
