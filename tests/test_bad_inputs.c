@@ -238,6 +238,13 @@ static void forward_fails(const char *model, const char *input, const char *cons
     forward_fails2(model, input, words, NULL);
 }
 
+/* `tfm forward` of model and input to out, which must succeed. */
+static void forward_ok(const char *model, const char *input, const char *out) {
+    char args[4096];
+    snprintf(args, sizeof args, "forward --model %s --input %s --output %s", model, input, out);
+    cli_ok(args);
+}
+
 /* How a safetensors file is copied with one change. */
 typedef struct edit {
     const char *drop;                  /* leave out this tensor */
@@ -287,26 +294,35 @@ static void write_meta_only(const char *path, const char *const *pairs) {
     st_writer_free(w);
 }
 
-/* tfm_module_load fails with `want` naming the path and the words. */
-static void load_fails(const char *path, tfm_status want, const char *const *words) {
-    tfm_module *m = (tfm_module *)1;
-    tfm_status st = tfm_module_load(path, &m);
-    char what[1200];
-    snprintf(what, sizeof what, "tfm_module_load(%s)", path);
+/* tfm_module_load (translator: tfm_translator_load) of path fails with `want` and a
+ * message naming the path and holding the words, and sets its result to NULL. label, if
+ * not NULL, names the case in a failure. */
+static void loader_fails(bool translator, const char *label, const char *path, tfm_status want,
+                         const char *const *words) {
+    tfm_status st;
+    bool nulled;
+    if (translator) {
+        tfm_translator *t = (tfm_translator *)1;
+        st = tfm_translator_load(path, &t);
+        nulled = !t;
+    } else {
+        tfm_module *m = (tfm_module *)1;
+        st = tfm_module_load(path, &m);
+        nulled = !m;
+    }
+    char what[1300];
+    snprintf(what, sizeof what, "%s(%s)%s%s",
+             translator ? "tfm_translator_load" : "tfm_module_load", path, label ? ", " : "",
+             label ? label : "");
     expect_error_(st, want, what, words);
     expect_error_(st, want, what, W(path));
-    assert_null(m);
+    if (!nulled) fail_msg("%s: the result is not NULL", what);
 }
-
-/* tfm_translator_load fails with `want` naming the path and the words. */
+static void load_fails(const char *path, tfm_status want, const char *const *words) {
+    loader_fails(false, NULL, path, want, words);
+}
 static void translator_fails(const char *path, tfm_status want, const char *const *words) {
-    tfm_translator *t = (tfm_translator *)1;
-    tfm_status st = tfm_translator_load(path, &t);
-    char what[1200];
-    snprintf(what, sizeof what, "tfm_translator_load(%s)", path);
-    expect_error_(st, want, what, words);
-    expect_error_(st, want, what, W(path));
-    assert_null(t);
+    loader_fails(true, NULL, path, want, words);
 }
 
 /* `tfm translate --model path` fails naming the path and the words. */
@@ -314,6 +330,16 @@ static void translate_fails(const char *path, const char *input, const char *con
     char args[4096];
     snprintf(args, sizeof args, "translate --model %s --input %s", path, input);
     cli_fails2(args, NULL, words, path);
+}
+
+/* A source file of one line, "abc", for `tfm translate` (written once). */
+static const char *src_abc(void) {
+    static const char *p;
+    if (!p) {
+        p = tmp("abc.txt");
+        write_text(p, "abc\n");
+    }
+    return p;
 }
 
 /* ---- small modules and their inputs ---------------------------------------------------- */
@@ -412,6 +438,66 @@ static void write_inputs(const char *path, tfm_module_kind kind, const extra_ten
     if (meta_key) EXPECT_OK(st_writer_meta(w, meta_key, meta_value));
     EXPECT_OK(st_writer_write(w, path));
     st_writer_free(w);
+}
+
+/* A file of kind's base inputs (written once). */
+static const char *input_file(tfm_module_kind kind) {
+    static const char *paths[6];
+    if (!paths[kind]) {
+        char name[64];
+        snprintf(name, sizeof name, "kind%d.input.safetensors", (int)kind);
+        paths[kind] = tmp(name);
+        write_inputs(paths[kind], kind, NULL, 0, NULL, NULL);
+    }
+    return paths[kind];
+}
+
+/* ---- bad module files and checkpoints, one row a case ------------------------------------ */
+
+/* The checkpoint `tfm train` made for these tests (make_checkpoint). */
+static const char *checkpoint_path;
+
+enum { BAD_META = 12 };
+
+/* A module file that must not load: kind's good file with one edit, or, when meta[0] is
+ * set, a file of metadata only: "module" = kind's name, then meta's key, value pairs. */
+typedef struct bad_module {
+    tfm_module_kind kind;
+    edit e;
+    const char *meta[BAD_META];
+    tfm_status want;      /* what tfm_module_load returns; its message names the file */
+    const char *words[4]; /* and holds these (at most 3: a NULL ends the list) */
+    bool cli;             /* also `tfm forward` of it (with kind's inputs): one line on
+                             stderr naming the file, with the words */
+} bad_module;
+
+static void bad_module_fails(const bad_module *b) {
+    const char *p = tmp("bad_module.safetensors");
+    if (b->meta[0]) {
+        const char *pairs[2 + BAD_META + 1] = {"module", tfm_module_name(b->kind)};
+        for (int i = 0; i < BAD_META && b->meta[i]; i++) pairs[2 + i] = b->meta[i];
+        write_meta_only(p, pairs);
+    } else {
+        copy_edited(kind_file(b->kind), p, &b->e);
+    }
+    load_fails(p, b->want, b->words);
+    if (b->cli) forward_fails2(p, input_file(b->kind), b->words, p);
+}
+
+/* A checkpoint that must not load: the trained one with one edit. tfm_translator_load
+ * returns `want`, and `tfm translate` prints one line; both name the file and hold the
+ * words. */
+typedef struct bad_checkpoint {
+    edit e;
+    tfm_status want;
+    const char *words[4]; /* at most 3: a NULL ends the list */
+} bad_checkpoint;
+
+static void bad_checkpoint_fails(const bad_checkpoint *b) {
+    const char *p = tmp("bad_checkpoint.safetensors");
+    copy_edited(checkpoint_path, p, &b->e);
+    translate_fails(p, src_abc(), b->words);
+    translator_fails(p, b->want, b->words);
 }
 
 /* Every mask input of every kind: its field, its name, and (L, S) of its attention. */
@@ -580,15 +666,12 @@ static void test_masks_cli(void **state) {
         mask_f16[j] = masked ? 0xFC00 : 0x0000;
     }
     const char *o32 = tmp("o32.safetensors"), *o16 = tmp("o16.safetensors");
-    char args[4096];
     extra_tensor x = {s->name, ST_F32, 2, {s->L, s->S}, mask_f32};
     write_inputs(in, s->kind, &x, 1, NULL, NULL);
-    snprintf(args, sizeof args, "forward --model %s --input %s --output %s", kind_file(s->kind), in, o32);
-    cli_ok(args);
+    forward_ok(kind_file(s->kind), in, o32);
     x.dtype = ST_F16, x.data = mask_f16;
     write_inputs(in, s->kind, &x, 1, NULL, NULL);
-    snprintf(args, sizeof args, "forward --model %s --input %s --output %s", kind_file(s->kind), in, o16);
-    cli_ok(args);
+    forward_ok(kind_file(s->kind), in, o16);
     st_file *a, *b;
     EXPECT_OK(st_open(o32, &a));
     EXPECT_OK(st_open(o16, &b));
@@ -604,15 +687,10 @@ static void test_masks_cli(void **state) {
 
 /* ---- rows 1–6: damaged files through every command --------------------------------------- */
 
-static const char *checkpoint_path;
-
 static void test_file_damage_cli(void **state) {
     const char *model = kind_file(TFM_TRANSFORMER_ENCODER_LAYER);
-    const char *good_in = tmp("damage_good_in.safetensors");
-    write_inputs(good_in, TFM_TRANSFORMER_ENCODER_LAYER, NULL, 0, NULL, NULL);
+    const char *good_in = input_file(TFM_TRANSFORMER_ENCODER_LAYER);
     const char *bad = tmp("damaged.safetensors");
-    const char *src_txt = tmp("damage_src.txt");
-    write_text(src_txt, "abc\n");
     const char *train_tsv = tmp("damage_train.tsv");
     write_text(train_tsv, "abc\tcba\n");
 
@@ -691,18 +769,12 @@ static void test_file_damage_cli(void **state) {
             write_st(bad, cases[i].header, cases[i].data_len);
         const char *const *words = cases[i].words;
         /* the library: the format error, naming the file */
-        tfm_module *m = (tfm_module *)1;
-        char what[256];
-        snprintf(what, sizeof what, "load (%s)", cases[i].what);
-        tfm_status st = tfm_module_load(bad, &m);
-        expect_error_(st, TFM_ERR_FORMAT, what, words);
-        expect_error_(st, TFM_ERR_FORMAT, what, W(bad));
-        assert_null(m);
-        translator_fails(bad, TFM_ERR_FORMAT, words);
+        loader_fails(false, cases[i].what, bad, TFM_ERR_FORMAT, words);
+        loader_fails(true, cases[i].what, bad, TFM_ERR_FORMAT, words);
         /* the CLI, as the model and as the input */
         forward_fails2(bad, good_in, words, bad);
         forward_fails2(model, bad, words, bad);
-        if (i % 2) translate_fails(bad, src_txt, words);
+        if (i % 2) translate_fails(bad, src_abc(), words);
         /* tfm train --resume with a damaged checkpoint at --out: refused, file kept */
         if (i % 5 == 0) {
             snprintf(args, sizeof args,
@@ -719,7 +791,7 @@ static void test_file_damage_cli(void **state) {
     size_t clen;
     unsigned char *c = read_bytes(checkpoint_path, &clen);
     write_bytes(bad, c, clen - 100);
-    translate_fails(bad, src_txt, W("beyond the data section"));
+    translate_fails(bad, src_abc(), W("beyond the data section"));
     translator_fails(bad, TFM_ERR_FORMAT, W("beyond the data section"));
     free(c);
 }
@@ -727,108 +799,110 @@ static void test_file_damage_cli(void **state) {
 /* ---- row 7: shapes that do not match the config ----------------------------------------------- */
 
 static void test_model_shape_mismatch(void **state) {
-    const char *bad = tmp("shape_bad.safetensors"), *in = tmp("shape_in.safetensors");
-    write_inputs(in, TFM_TRANSFORMER_ENCODER_LAYER, NULL, 0, NULL, NULL);
-    const char *model = kind_file(TFM_TRANSFORMER_ENCODER_LAYER);
-    /* a 1-D parameter stored 2-D: the rank is part of the shape */
-    copy_edited(model, bad, &(edit){.reshape = "norm1.weight", .ndim = 2, .shape = {E, 1}});
-    load_fails(bad, TFM_ERR_SHAPE, W("'norm1.weight' has shape [8, 1]; the config needs [8]"));
-    forward_fails(bad, in, W(bad, "'norm1.weight' has shape [8, 1]"));
-    /* a matrix stored transposed: (ff, E) as (E, ff) */
-    copy_edited(model, bad, &(edit){.reshape = "linear1.weight", .ndim = 2, .shape = {E, 16}});
-    load_fails(bad, TFM_ERR_SHAPE, W("'linear1.weight' has shape [8, 16]; the config needs [16, 8]"));
-    forward_fails(bad, in, W(bad, "'linear1.weight' has shape [8, 16]; the config needs [16, 8]"));
-    /* the config says kdim 4, the file holds the q/k/v weights of kdim 8 */
-    const char *mha = kind_file(TFM_MULTIHEAD_ATTENTION);
-    copy_edited(mha, bad, &(edit){.meta_key = "kdim", .meta_value = "4"});
-    load_fails(bad, TFM_ERR_MISSING, W("q_proj_weight"));
-    /* a scalar where a vector belongs */
-    copy_edited(kind_file(TFM_TRANSFORMER_DECODER), bad, &(edit){.reshape = "layers.1.norm3.bias"});
-    load_fails(bad, TFM_ERR_SHAPE, W("'layers.1.norm3.bias' has shape [1]; the config needs [8]"));
-    write_inputs(in, TFM_TRANSFORMER_DECODER, NULL, 0, NULL, NULL);
-    forward_fails(bad, in, W(bad, "'layers.1.norm3.bias' has shape [1]"));
+    static const bad_module cases[] = {
+        /* a 1-D parameter stored 2-D: the rank is part of the shape */
+        {.kind = TFM_TRANSFORMER_ENCODER_LAYER,
+         .e = {.reshape = "norm1.weight", .ndim = 2, .shape = {E, 1}},
+         .want = TFM_ERR_SHAPE, .words = {"'norm1.weight' has shape [8, 1]; the config needs [8]"},
+         .cli = true},
+        /* a matrix stored transposed: (ff, E) as (E, ff) */
+        {.kind = TFM_TRANSFORMER_ENCODER_LAYER,
+         .e = {.reshape = "linear1.weight", .ndim = 2, .shape = {E, 16}},
+         .want = TFM_ERR_SHAPE,
+         .words = {"'linear1.weight' has shape [8, 16]; the config needs [16, 8]"}, .cli = true},
+        /* the config says kdim 4, the file holds the q/k/v weights of kdim 8 */
+        {.kind = TFM_MULTIHEAD_ATTENTION, .e = {.meta_key = "kdim", .meta_value = "4"},
+         .want = TFM_ERR_MISSING, .words = {"q_proj_weight"}},
+        /* a scalar where a vector belongs */
+        {.kind = TFM_TRANSFORMER_DECODER, .e = {.reshape = "layers.1.norm3.bias"},
+         .want = TFM_ERR_SHAPE,
+         .words = {"'layers.1.norm3.bias' has shape [1]; the config needs [8]"}, .cli = true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) bad_module_fails(&cases[i]);
     /* a checkpoint whose tensor does not fit its own config */
-    copy_edited(checkpoint_path, bad, &(edit){.reshape = "generator.bias"});
-    const char *src_txt = tmp("shape_src.txt");
-    write_text(src_txt, "abc\n");
-    translate_fails(bad, src_txt, W("'generator.bias'", "shape"));
-    translator_fails(bad, TFM_ERR_SHAPE, W("'generator.bias'"));
+    bad_checkpoint_fails(&(bad_checkpoint){.e = {.reshape = "generator.bias"},
+                                           .want = TFM_ERR_SHAPE,
+                                           .words = {"'generator.bias'", "shape"}});
 }
 
 /* ---- row 8: sizes in a model file's config ------------------------------------------------------ */
 
 static void test_config_dims(void **state) {
-    const char *p = tmp("dims.safetensors"), *in = tmp("dims_in.safetensors");
-    write_inputs(in, TFM_TRANSFORMER_ENCODER_LAYER, NULL, 0, NULL, NULL);
     /* Every size key of every kind, with a value that is zero, negative or too big:
      * INVALID_ARG naming the key and the value, through the library and the CLI. */
     static const struct {
-        const char *module, *key, *value, *words[2];
+        tfm_module_kind kind;
+        const char *key, *value, *word;
     } cases[] = {
-        {"MultiheadAttention", "embed_dim", "0", {"'embed_dim': 0 is out of range"}},
-        {"MultiheadAttention", "embed_dim", "-8", {"'embed_dim': -8 is out of range"}},
-        {"MultiheadAttention", "embed_dim", "16777217", {"'embed_dim': 16777217 is out of range"}},
-        {"MultiheadAttention", "num_heads", "0", {"'num_heads': 0 is out of range"}},
-        {"MultiheadAttention", "num_heads", "-2", {"'num_heads': -2 is out of range"}},
-        {"MultiheadAttention", "kdim", "0", {"'kdim': 0 is out of range"}},
-        {"MultiheadAttention", "kdim", "-1", {"'kdim': -1 is out of range"}},
-        {"MultiheadAttention", "vdim", "99999999999999999999", {"'vdim': expected an integer"}},
-        {"TransformerEncoderLayer", "d_model", "0", {"'d_model': 0 is out of range"}},
-        {"TransformerEncoderLayer", "nhead", "0", {"'nhead': 0 is out of range"}},
-        {"TransformerEncoderLayer", "nhead", "-2", {"'nhead': -2 is out of range"}},
-        {"TransformerEncoderLayer", "dim_feedforward", "0", {"'dim_feedforward': 0 is out of range"}},
-        {"TransformerEncoderLayer", "dim_feedforward", "-16", {"'dim_feedforward': -16 is out of range"}},
-        {"TransformerEncoderLayer", "dim_feedforward", "16777217", {"'dim_feedforward': 16777217 is out of range"}},
-        {"TransformerEncoderLayer", "d_model", "8x", {"'d_model': expected an integer"}},
-        {"TransformerEncoderLayer", "d_model", "", {"'d_model': expected an integer"}},
-        {"TransformerEncoder", "num_layers", "0", {"'num_layers': 0 is out of range"}},
-        {"TransformerEncoder", "num_layers", "-1", {"'num_layers': -1 is out of range"}},
-        {"TransformerDecoder", "num_layers", "4097", {"'num_layers': 4097 is out of range"}},
-        {"Transformer", "num_encoder_layers", "-1", {"'num_encoder_layers': -1 is out of range"}},
-        {"Transformer", "num_decoder_layers", "100000", {"'num_decoder_layers': 100000 is out of range"}},
+        {TFM_MULTIHEAD_ATTENTION, "embed_dim", "0", "'embed_dim': 0 is out of range"},
+        {TFM_MULTIHEAD_ATTENTION, "embed_dim", "-8", "'embed_dim': -8 is out of range"},
+        {TFM_MULTIHEAD_ATTENTION, "embed_dim", "16777217", "'embed_dim': 16777217 is out of range"},
+        {TFM_MULTIHEAD_ATTENTION, "num_heads", "0", "'num_heads': 0 is out of range"},
+        {TFM_MULTIHEAD_ATTENTION, "num_heads", "-2", "'num_heads': -2 is out of range"},
+        {TFM_MULTIHEAD_ATTENTION, "kdim", "0", "'kdim': 0 is out of range"},
+        {TFM_MULTIHEAD_ATTENTION, "kdim", "-1", "'kdim': -1 is out of range"},
+        {TFM_MULTIHEAD_ATTENTION, "vdim", "99999999999999999999", "'vdim': expected an integer"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "d_model", "0", "'d_model': 0 is out of range"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "nhead", "0", "'nhead': 0 is out of range"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "nhead", "-2", "'nhead': -2 is out of range"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "dim_feedforward", "0", "'dim_feedforward': 0 is out of range"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "dim_feedforward", "-16", "'dim_feedforward': -16 is out of range"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "dim_feedforward", "16777217", "'dim_feedforward': 16777217 is out of range"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "d_model", "8x", "'d_model': expected an integer"},
+        {TFM_TRANSFORMER_ENCODER_LAYER, "d_model", "", "'d_model': expected an integer"},
+        {TFM_TRANSFORMER_ENCODER, "num_layers", "0", "'num_layers': 0 is out of range"},
+        {TFM_TRANSFORMER_ENCODER, "num_layers", "-1", "'num_layers': -1 is out of range"},
+        {TFM_TRANSFORMER_DECODER, "num_layers", "4097", "'num_layers': 4097 is out of range"},
+        {TFM_TRANSFORMER, "num_encoder_layers", "-1", "'num_encoder_layers': -1 is out of range"},
+        {TFM_TRANSFORMER, "num_decoder_layers", "100000", "'num_decoder_layers': 100000 is out of range"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        bool mha = !strcmp(cases[i].module, "MultiheadAttention");
-        const char *pairs[] = {"module", cases[i].module, mha ? "embed_dim" : "d_model", "8",
-                               mha ? "num_heads" : "nhead", "2", cases[i].key, cases[i].value,
-                               NULL};
-        write_meta_only(p, pairs);
-        tfm_status want = strstr(cases[i].words[0], "expected an integer") ? TFM_ERR_FORMAT
-                                                                           : TFM_ERR_INVALID_ARG;
-        load_fails(p, want, cases[i].words);
-        /* the CLI reports what tfm_module_load says: a third of the cases suffice */
-        if (i % 3 == 0) forward_fails(p, in, W(p, cases[i].words[0]));
+        bool mha = cases[i].kind == TFM_MULTIHEAD_ATTENTION;
+        bool not_int = strstr(cases[i].word, "expected an integer");
+        const bad_module b = {
+            .kind = cases[i].kind,
+            .meta = {mha ? "embed_dim" : "d_model", "8", mha ? "num_heads" : "nhead", "2",
+                     cases[i].key, cases[i].value},
+            .want = not_int ? TFM_ERR_FORMAT : TFM_ERR_INVALID_ARG,
+            .words = {cases[i].word},
+            .cli = i % 3 == 0, /* the CLI reports what tfm_module_load says: a third suffice */
+        };
+        bad_module_fails(&b);
     }
-    /* Sizes each within the limits whose product is not: d_model = dim_feedforward = 2^24
-     * over 4096 layers is 2^64.6 floats. A clean error, no allocation. */
-    write_meta_only(p, W("module", "TransformerEncoder", "d_model", "16777216", "nhead", "1",
-                         "dim_feedforward", "16777216", "num_layers", "4096"));
-    load_fails(p, TFM_ERR_INVALID_ARG, W("overflow"));
-    forward_fails(p, in, W(p, "overflow"));
-    write_meta_only(p, W("module", "Transformer", "d_model", "16777216", "nhead", "16",
-                         "dim_feedforward", "16777216", "num_encoder_layers", "4096",
-                         "num_decoder_layers", "4096"));
-    load_fails(p, TFM_ERR_INVALID_ARG, W("overflow"));
-    /* Huge but representable: the file must hold 2^48-float tensors; it holds none, and
-     * that is what is reported (nothing that size is allocated first). */
-    write_meta_only(p, W("module", "TransformerEncoderLayer", "d_model", "16777216", "nhead", "1",
-                         "dim_feedforward", "16777216"));
-    load_fails(p, TFM_ERR_MISSING, W("missing tensor 'self_attn.in_proj_weight'", "[50331648, 16777216]"));
-    forward_fails(p, in, W(p, "missing tensor 'self_attn.in_proj_weight'"));
-    write_meta_only(p, W("module", "MultiheadAttention", "embed_dim", "16777216", "num_heads", "1",
-                         "kdim", "16777216", "vdim", "3"));
-    load_fails(p, TFM_ERR_MISSING, W("missing tensor 'q_proj_weight'"));
-    /* Transformer with zero encoder layers is legal in PyTorch (the final norm remains) */
-    write_meta_only(p, W("module", "Transformer", "d_model", "8", "nhead", "2",
-                         "num_encoder_layers", "0", "num_decoder_layers", "1"));
-    load_fails(p, TFM_ERR_MISSING, W("missing tensor 'encoder.norm.weight'"));
+    static const bad_module sizes[] = {
+        /* Sizes each within the limits whose product is not: d_model = dim_feedforward =
+         * 2^24 over 4096 layers is 2^64.6 floats. A clean error, no allocation. */
+        {.kind = TFM_TRANSFORMER_ENCODER,
+         .meta = {"d_model", "16777216", "nhead", "1", "dim_feedforward", "16777216",
+                  "num_layers", "4096"},
+         .want = TFM_ERR_INVALID_ARG, .words = {"overflow"}, .cli = true},
+        {.kind = TFM_TRANSFORMER,
+         .meta = {"d_model", "16777216", "nhead", "16", "dim_feedforward", "16777216",
+                  "num_encoder_layers", "4096", "num_decoder_layers", "4096"},
+         .want = TFM_ERR_INVALID_ARG, .words = {"overflow"}},
+        /* Huge but representable: the file must hold 2^48-float tensors; it holds none,
+         * and that is what is reported (nothing that size is allocated first). */
+        {.kind = TFM_TRANSFORMER_ENCODER_LAYER,
+         .meta = {"d_model", "16777216", "nhead", "1", "dim_feedforward", "16777216"},
+         .want = TFM_ERR_MISSING,
+         .words = {"missing tensor 'self_attn.in_proj_weight'", "[50331648, 16777216]"},
+         .cli = true},
+        {.kind = TFM_MULTIHEAD_ATTENTION,
+         .meta = {"embed_dim", "16777216", "num_heads", "1", "kdim", "16777216", "vdim", "3"},
+         .want = TFM_ERR_MISSING, .words = {"missing tensor 'q_proj_weight'"}},
+        /* Transformer with zero encoder layers is legal in PyTorch (the final norm remains) */
+        {.kind = TFM_TRANSFORMER,
+         .meta = {"d_model", "8", "nhead", "2", "num_encoder_layers", "0",
+                  "num_decoder_layers", "1"},
+         .want = TFM_ERR_MISSING, .words = {"missing tensor 'encoder.norm.weight'"}},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) bad_module_fails(&sizes[i]);
 }
 
 /* ---- row 8: sizes in a checkpoint's config (`tfm translate`) ------------------------------- */
 
 static void test_checkpoint_dims(void **state) {
-    const char *p = tmp("ckpt_dims.safetensors"), *src_txt = tmp("ckpt_dims_src.txt");
-    write_text(src_txt, "abc\n");
+    const char *p = tmp("ckpt_dims.safetensors");
     static const struct {
         const char *key, *value, *word;
     } cases[] = {
@@ -845,11 +919,11 @@ static void test_checkpoint_dims(void **state) {
         {"vocab", "2", "\"vocab\" = \"2\""},
         {"vocab", "x", "\"vocab\""},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        copy_edited(checkpoint_path, p, &(edit){.meta_key = cases[i].key, .meta_value = cases[i].value});
-        translate_fails(p, src_txt, W(cases[i].word));
-        translator_fails(p, TFM_ERR_FORMAT, W(cases[i].word));
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        bad_checkpoint_fails(&(bad_checkpoint){
+            .e = {.meta_key = cases[i].key, .meta_value = cases[i].value},
+            .want = TFM_ERR_FORMAT,
+            .words = {cases[i].word}});
     /* Sizes within the limits whose model would not fit in memory, in a file without
      * tensors: the missing tensors are reported (naming the file), not an allocation
      * failure of terabytes. */
@@ -858,7 +932,7 @@ static void test_checkpoint_dims(void **state) {
                          "num_decoder_layers", "256", "dim_feedforward", "1048576", "dropout", "0",
                          "activation", "relu", "norm_first", "false", "tie_embeddings", "true",
                          "max_len", "65536"));
-    translate_fails(p, src_txt, W("missing tensor"));
+    translate_fails(p, src_abc(), W("missing tensor"));
     translator_fails(p, TFM_ERR_MISSING, W("missing tensor"));
 }
 
@@ -869,26 +943,33 @@ static void test_input_dims(void **state) {
     tfm_inputs in;
     tfm_outputs out;
     base_inputs(TFM_TRANSFORMER_ENCODER_LAYER, &in);
-    /* negative and huge dimensions are refused before the data is touched */
-    in.src = (tfm_tensor){seq_a, TFM_F32, 3, {-1, N, E}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src'", "dimension 0 is -1");
-    in.src = (tfm_tensor){seq_a, TFM_F32, 3, {LE, INT64_MIN, E}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src'", "dimension 1");
-    in.src = (tfm_tensor){seq_a, TFM_F32, 3, {INT64_MAX, N, E}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src'", "dimension 0 is 9223372036854775807");
-    in.src = (tfm_tensor){seq_a, TFM_F32, 2, {(int64_t)1 << 41, E}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src'", "dimension 0");
-    /* each dimension allowed, the product N·L·E (2^83) not */
-    in.src = (tfm_tensor){seq_a, TFM_F32, 3, {(int64_t)1 << 40, (int64_t)1 << 40, E}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src'", "too large");
-    EXPECT_ERROR(tfm_forward_train(m, &in, &out), TFM_ERR_SHAPE, "'src'", "too large");
-    /* width 0 is a width mismatch */
-    in.src = (tfm_tensor){seq_a, TFM_F32, 3, {LE, N, 0}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src' has width 0; the module expects 8");
-    in.src = (tfm_tensor){seq_a, TFM_F32, 5, {LE, N, E}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src' must have 2", "not 5");
-    in.src = (tfm_tensor){seq_a, TFM_F32, -1, {LE, N, E}};
-    EXPECT_ERROR(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, "'src' must have 2", "not -1");
+    /* src of these shapes: SHAPE from tfm_forward and from tfm_forward_train */
+    static const struct {
+        int ndim;
+        int64_t shape[3];
+        const char *words[3]; /* at most 2: a NULL ends the list */
+    } cases[] = {
+        /* negative and huge dimensions are refused before the data is touched */
+        {3, {-1, N, E}, {"'src'", "dimension 0 is -1"}},
+        {3, {LE, INT64_MIN, E}, {"'src'", "dimension 1"}},
+        {3, {INT64_MAX, N, E}, {"'src'", "dimension 0 is 9223372036854775807"}},
+        {2, {(int64_t)1 << 41, E}, {"'src'", "dimension 0"}},
+        /* each dimension allowed, the product N·L·E (2^83) not */
+        {3, {(int64_t)1 << 40, (int64_t)1 << 40, E}, {"'src'", "too large"}},
+        /* width 0 is a width mismatch */
+        {3, {LE, N, 0}, {"'src' has width 0; the module expects 8"}},
+        {5, {LE, N, E}, {"'src' must have 2", "not 5"}},
+        {-1, {LE, N, E}, {"'src' must have 2", "not -1"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int64_t *d = cases[i].shape;
+        in.src = (tfm_tensor){seq_a, TFM_F32, cases[i].ndim, {d[0], d[1], d[2]}};
+        char what[96];
+        snprintf(what, sizeof what, "src of ndim %d, shape [%lld, %lld, %lld]", cases[i].ndim,
+                 (long long)d[0], (long long)d[1], (long long)d[2]);
+        expect_error_(tfm_forward(m, &in, &out), TFM_ERR_SHAPE, what, cases[i].words);
+        expect_error_(tfm_forward_train(m, &in, &out), TFM_ERR_SHAPE, what, cases[i].words);
+    }
     tfm_module_free(m);
     /* a huge dimension beside a zero one: no data, so no time may be spent on it; run in
      * a child process (this binary, see main) under a time limit, so that a loop over
@@ -995,14 +1076,14 @@ static void test_missing_unexpected(void **state) {
                   W(p, "unexpected input tensor 'mask' for TransformerEncoderLayer"));
 
     /* checkpoints: a missing parameter, an unknown tensor, missing optimizer state */
-    const char *c = tmp("mu_ckpt.safetensors"), *src_txt = tmp("mu_src.txt");
-    write_text(src_txt, "abc\n");
-    copy_edited(checkpoint_path, c, &(edit){.drop = "generator.bias"});
-    translate_fails(c, src_txt, W("missing tensor 'generator.bias'"));
-    translator_fails(c, TFM_ERR_MISSING, W("missing tensor 'generator.bias'"));
-    copy_edited(checkpoint_path, c, &(edit){.extra = "transformer.decoder.layers.7.bogus"});
-    translate_fails(c, src_txt, W("unexpected tensor 'transformer.decoder.layers.7.bogus'"));
-    translator_fails(c, TFM_ERR_UNEXPECTED, W("'transformer.decoder.layers.7.bogus'"));
+    static const bad_checkpoint ckpts[] = {
+        {.e = {.drop = "generator.bias"}, .want = TFM_ERR_MISSING,
+         .words = {"missing tensor 'generator.bias'"}},
+        {.e = {.extra = "transformer.decoder.layers.7.bogus"}, .want = TFM_ERR_UNEXPECTED,
+         .words = {"unexpected tensor 'transformer.decoder.layers.7.bogus'"}},
+    };
+    for (size_t i = 0; i < sizeof ckpts / sizeof *ckpts; i++) bad_checkpoint_fails(&ckpts[i]);
+    const char *c = tmp("mu_ckpt.safetensors");
     st_file *f;
     EXPECT_OK(st_open(checkpoint_path, &f));
     const char *optim_name = NULL;
@@ -1018,7 +1099,7 @@ static void test_missing_unexpected(void **state) {
     cli_fails(args, NULL, W(c, optim_name));
     free((void *)optim_name);
     /* translating needs no optimizer state */
-    snprintf(args, sizeof args, "translate --model %s --input %s", c, src_txt);
+    snprintf(args, sizeof args, "translate --model %s --input %s", c, src_abc());
     cli_ok(args);
 }
 
@@ -1043,10 +1124,7 @@ static void test_flags_of_other_kinds_cli(void **state) {
         forward_fails(kind_file(flags[i].kind), p, W(p, flags[i].flag));
     }
     write_inputs(p, TFM_TRANSFORMER_DECODER_LAYER, NULL, 0, "format", "pt");
-    char fargs[4096];
-    snprintf(fargs, sizeof fargs, "forward --model %s --input %s --output %s",
-             kind_file(TFM_TRANSFORMER_DECODER_LAYER), p, tmp("fwd_out.safetensors"));
-    cli_ok(fargs);
+    forward_ok(kind_file(TFM_TRANSFORMER_DECODER_LAYER), p, tmp("fwd_out.safetensors"));
 }
 
 /* Row 9 through the library: a tensor in a tfm_inputs field that the module kind does
@@ -1085,32 +1163,36 @@ static void test_unexpected_inputs_library(void **state) {
 /* ---- row 10: unknown module names ----------------------------------------------------------- */
 
 static void test_unknown_module(void **state) {
-    const char *p = tmp("um.safetensors"), *in = tmp("um_in.safetensors");
-    const char *src_txt = tmp("um_src.txt");
-    write_text(src_txt, "abc\n");
-    write_inputs(in, TFM_TRANSFORMER_ENCODER_LAYER, NULL, 0, NULL, NULL);
-    const char *model = kind_file(TFM_TRANSFORMER_ENCODER_LAYER);
-    static const char *const names[] = {"transformerencoderlayer", "", "TransformerEncoderLayer ",
-                                        "nn.TransformerEncoderLayer"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        copy_edited(model, p, &(edit){.meta_key = "module", .meta_value = names[i]});
-        char quoted[96];
-        snprintf(quoted, sizeof quoted, "unknown module '%s'", names[i]);
-        load_fails(p, TFM_ERR_UNSUPPORTED, W(quoted));
-        forward_fails(p, in, W(p, quoted));
-    }
-    copy_edited(model, p, &(edit){.meta_key = "module"});
-    load_fails(p, TFM_ERR_FORMAT, W("no \"module\""));
-    forward_fails(p, in, W(p, "no \"module\""));
+#define MODULE_NAMED(name, status, word)                                                         \
+    {.kind = TFM_TRANSFORMER_ENCODER_LAYER, .e = {.meta_key = "module", .meta_value = name},      \
+     .want = status, .words = {word}, .cli = true}
+    static const bad_module cases[] = {
+        MODULE_NAMED("transformerencoderlayer", TFM_ERR_UNSUPPORTED,
+                     "unknown module 'transformerencoderlayer'"),
+        MODULE_NAMED("", TFM_ERR_UNSUPPORTED, "unknown module ''"),
+        MODULE_NAMED("TransformerEncoderLayer ", TFM_ERR_UNSUPPORTED,
+                     "unknown module 'TransformerEncoderLayer '"),
+        MODULE_NAMED("nn.TransformerEncoderLayer", TFM_ERR_UNSUPPORTED,
+                     "unknown module 'nn.TransformerEncoderLayer'"),
+        MODULE_NAMED(NULL, TFM_ERR_FORMAT, "no \"module\""), /* the key removed */
+    };
+#undef MODULE_NAMED
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) bad_module_fails(&cases[i]);
     /* a checkpoint is not a forward() module, and a module is not a checkpoint */
+    const char *in = input_file(TFM_TRANSFORMER_ENCODER_LAYER);
+    const char *model = kind_file(TFM_TRANSFORMER_ENCODER_LAYER);
     load_fails(checkpoint_path, TFM_ERR_UNSUPPORTED, W("unknown module 'Seq2SeqTransformer'"));
     forward_fails(checkpoint_path, in, W(checkpoint_path, "'Seq2SeqTransformer'"));
-    translate_fails(model, src_txt, W("\"TransformerEncoderLayer\" is not a Seq2SeqTransformer"));
+    translate_fails(model, src_abc(), W("\"TransformerEncoderLayer\" is not a Seq2SeqTransformer"));
     translator_fails(model, TFM_ERR_FORMAT, W("not a Seq2SeqTransformer"));
-    copy_edited(checkpoint_path, p, &(edit){.meta_key = "tokenizer", .meta_value = "sentencepiece"});
-    translate_fails(p, src_txt, W("tokenizer \"sentencepiece\""));
-    copy_edited(checkpoint_path, p, &(edit){.meta_key = "activation", .meta_value = "tanh"});
-    translate_fails(p, src_txt, W("activation \"tanh\""));
+    static const bad_checkpoint ckpts[] = {
+        {.e = {.meta_key = "tokenizer", .meta_value = "sentencepiece"},
+         .want = TFM_ERR_UNSUPPORTED, .words = {"tokenizer \"sentencepiece\""}},
+        /* (FORMAT, where an unknown tokenizer is UNSUPPORTED: what the library returns) */
+        {.e = {.meta_key = "activation", .meta_value = "tanh"}, .want = TFM_ERR_FORMAT,
+         .words = {"activation \"tanh\""}},
+    };
+    for (size_t i = 0; i < sizeof ckpts / sizeof *ckpts; i++) bad_checkpoint_fails(&ckpts[i]);
     /* tfm_module_kind_from_name directly */
     tfm_module_kind k;
     EXPECT_ERROR(tfm_module_kind_from_name("Conv2d", &k), TFM_ERR_UNSUPPORTED, "'Conv2d'");
@@ -1126,29 +1208,30 @@ static void test_unknown_module(void **state) {
 /* ---- row 11: not divisible -------------------------------------------------------------------- */
 
 static void test_not_divisible(void **state) {
-    const char *p = tmp("nd.safetensors"), *in = tmp("nd_in.safetensors");
-    write_inputs(in, TFM_MULTIHEAD_ATTENTION, NULL, 0, NULL, NULL);
-    write_meta_only(p, W("module", "MultiheadAttention", "embed_dim", "10", "num_heads", "4"));
-    load_fails(p, TFM_ERR_INVALID_ARG, W("embed_dim (10) must be divisible by num_heads (4)"));
-    forward_fails(p, in, W(p, "embed_dim (10) must be divisible by num_heads (4)"));
-    write_meta_only(p, W("module", "MultiheadAttention", "embed_dim", "8", "num_heads", "16"));
-    load_fails(p, TFM_ERR_INVALID_ARG, W("embed_dim (8) must be divisible by num_heads (16)"));
-    write_meta_only(p, W("module", "Transformer", "d_model", "8", "nhead", "16"));
-    load_fails(p, TFM_ERR_INVALID_ARG, W("d_model (8) must be divisible by nhead (16)"));
-    forward_fails(p, in, W(p, "divisible by nhead (16)"));
-    write_meta_only(p, W("module", "TransformerDecoder", "d_model", "30", "nhead", "4"));
-    load_fails(p, TFM_ERR_INVALID_ARG, W("TransformerDecoder", "d_model (30)", "nhead (4)"));
+    static const bad_module cases[] = {
+        {.kind = TFM_MULTIHEAD_ATTENTION, .meta = {"embed_dim", "10", "num_heads", "4"},
+         .want = TFM_ERR_INVALID_ARG,
+         .words = {"embed_dim (10) must be divisible by num_heads (4)"}, .cli = true},
+        {.kind = TFM_MULTIHEAD_ATTENTION, .meta = {"embed_dim", "8", "num_heads", "16"},
+         .want = TFM_ERR_INVALID_ARG,
+         .words = {"embed_dim (8) must be divisible by num_heads (16)"}},
+        {.kind = TFM_TRANSFORMER, .meta = {"d_model", "8", "nhead", "16"},
+         .want = TFM_ERR_INVALID_ARG, .words = {"d_model (8) must be divisible by nhead (16)"},
+         .cli = true},
+        {.kind = TFM_TRANSFORMER_DECODER, .meta = {"d_model", "30", "nhead", "4"},
+         .want = TFM_ERR_INVALID_ARG, .words = {"TransformerDecoder", "d_model (30)", "nhead (4)"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) bad_module_fails(&cases[i]);
     tfm_config c;
     tfm_config_default(&c, TFM_TRANSFORMER_DECODER_LAYER);
     c.d_model = 30, c.nhead = 4;
     tfm_module *m = NULL;
     EXPECT_ERROR(tfm_module_create(&c, 0, &m), TFM_ERR_INVALID_ARG, "d_model (30) must be divisible by nhead (4)");
     /* a checkpoint and `tfm train` */
-    const char *src_txt = tmp("nd_src.txt"), *tsv = tmp("nd.tsv"), *out = tmp("nd_out.safetensors");
-    write_text(src_txt, "abc\n");
-    copy_edited(checkpoint_path, p, &(edit){.meta_key = "nhead", .meta_value = "3"});
-    translate_fails(p, src_txt, W("divisible by nhead (3)"));
-    translator_fails(p, TFM_ERR_INVALID_ARG, W("divisible by nhead (3)"));
+    bad_checkpoint_fails(&(bad_checkpoint){.e = {.meta_key = "nhead", .meta_value = "3"},
+                                           .want = TFM_ERR_INVALID_ARG,
+                                           .words = {"divisible by nhead (3)"}});
+    const char *tsv = tmp("nd.tsv"), *out = tmp("nd_out.safetensors");
     write_text(tsv, "abc\tcba\n");
     char args[4096];
     snprintf(args, sizeof args, "train --train %s --out %s --d-model 30 --heads 4 --steps 1 --quiet", tsv, out);
@@ -1255,10 +1338,7 @@ static void test_nan_inf_cli(void **state) {
     src[(0 * N + 1) * E + 1] = INFINITY;
     extra_tensor x = {"src", ST_F32, 3, {LE, N, E}, src};
     write_inputs(p, TFM_TRANSFORMER_ENCODER_LAYER, &x, 1, NULL, NULL);
-    char args[4096];
-    snprintf(args, sizeof args, "forward --model %s --input %s --output %s",
-             kind_file(TFM_TRANSFORMER_ENCODER_LAYER), p, o);
-    cli_ok(args);
+    forward_ok(kind_file(TFM_TRANSFORMER_ENCODER_LAYER), p, o);
     st_file *f;
     EXPECT_OK(st_open(o, &f));
     const st_tensor *t = st_find(f, "output");
@@ -1385,13 +1465,10 @@ static void test_empty_sequences_library(void **state) {
 
 static void test_empty_sequences_cli(void **state) {
     const char *p = tmp("empty_in.safetensors"), *o = tmp("empty_out.safetensors");
-    char args[4096];
     /* L = 0 through an encoder layer: OUT holds an empty `output` of shape [0, N, E] */
     extra_tensor x = {"src", ST_F32, 3, {0, N, E}, seq_a};
     write_inputs(p, TFM_TRANSFORMER_ENCODER_LAYER, &x, 1, NULL, NULL);
-    snprintf(args, sizeof args, "forward --model %s --input %s --output %s",
-             kind_file(TFM_TRANSFORMER_ENCODER_LAYER), p, o);
-    cli_ok(args);
+    forward_ok(kind_file(TFM_TRANSFORMER_ENCODER_LAYER), p, o);
     st_file *f;
     EXPECT_OK(st_open(o, &f));
     const st_tensor *t = st_find(f, "output");
@@ -1404,9 +1481,7 @@ static void test_empty_sequences_cli(void **state) {
     /* S = 0 through MultiheadAttention with need_weights: weights (N, L, 0) */
     extra_tensor kv[2] = {{"key", ST_F32, 3, {0, N, E}, seq_b}, {"value", ST_F32, 3, {0, N, E}, seq_b}};
     write_inputs(p, TFM_MULTIHEAD_ATTENTION, kv, 2, "need_weights", "true");
-    snprintf(args, sizeof args, "forward --model %s --input %s --output %s",
-             kind_file(TFM_MULTIHEAD_ATTENTION), p, o);
-    cli_ok(args);
+    forward_ok(kind_file(TFM_MULTIHEAD_ATTENTION), p, o);
     EXPECT_OK(st_open(o, &f));
     t = st_find(f, "attn_weights");
     assert_non_null(t);
@@ -1423,9 +1498,7 @@ static void test_empty_sequences_cli(void **state) {
     /* an empty source to a Transformer */
     x.shape[0] = 0;
     write_inputs(p, TFM_TRANSFORMER, &x, 1, NULL, NULL);
-    snprintf(args, sizeof args, "forward --model %s --input %s --output %s",
-             kind_file(TFM_TRANSFORMER), p, o);
-    cli_ok(args);
+    forward_ok(kind_file(TFM_TRANSFORMER), p, o);
 }
 
 /* ---- row 15: TSV through `tfm train` ------------------------------------------------------- */
