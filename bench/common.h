@@ -25,10 +25,10 @@
 
 #include <tfm.h>
 
-/* What tfm_gemm uses on the active CPU path ("avx512+cblas", "cblas", "avx2", ...):
- * declared in src/kernels/gemm.h, outside the public header, and defined in the static
- * library every benchmark links. The '#' line reports it (bench/lib.sh reads it). */
-const char *tfm_gemm_backend(void);
+/* tfm_gemm_backend(): what tfm_gemm uses on the active CPU path ("avx512+cblas",
+ * "cblas", "avx2", ...), outside the public header; the '#' line reports it (bench/lib.sh
+ * reads it). Every benchmark has src/ on its include path. */
+#include "kernels/gemm.h"
 
 #define BENCH_MAX_CASES 64
 
