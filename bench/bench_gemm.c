@@ -133,7 +133,7 @@ static void run(int impl, const gemm_case *c, const float *A, const float *B, fl
 #endif
     default:
         gemm_packed(gemm_kernel_for(paths[impl]), c->ta, c->tb, c->M, c->N, c->K, 1.0f, A, c->lda,
-                    B, c->ldb, 1.0f, C, c->ldc);
+                    B, c->ldb, 1.0f, NULL, C, c->ldc);
     }
 }
 

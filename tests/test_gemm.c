@@ -168,7 +168,7 @@ static int run_shape(const shape *s, uint64_t seed) {
         memcpy(C, o.C0, o.nc * sizeof(float));
         if (s->K > 0 && s->alpha != 0.0f) { /* gemm_packed's precondition */
             assert_true(gemm_packed(k, s->ta, s->tb, s->M, s->N, s->K, s->alpha, o.A, s->lda, o.B,
-                                    s->ldb, s->beta, C, s->ldc));
+                                    s->ldb, s->beta, NULL, C, s->ldc));
             snprintf(what, sizeof what, "gemm_packed(%s)", k->name);
             bad += !check(what, s, &o, C, want, tol);
         }
@@ -299,7 +299,8 @@ static void test_thread_invariance(void **state) {
                     omp_set_num_threads(t + 1);
                     if (via == 0)
                         assert_true(gemm_packed(k, s->ta, s->tb, s->M, s->N, s->K, s->alpha, o.A,
-                                                s->lda, o.B, s->ldb, s->beta, C[t], s->ldc));
+                                                s->lda, o.B, s->ldb, s->beta, NULL, C[t],
+                                                s->ldc));
                     else
                         tfm_gemm(s->ta, s->tb, s->M, s->N, s->K, s->alpha, o.A, s->lda, o.B,
                                  s->ldb, s->beta, C[t], s->ldc);

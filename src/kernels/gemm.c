@@ -113,22 +113,14 @@ static void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
     const bool packed = true;
 #endif
     /* The packed kernel fails only when its buffers cannot be allocated. */
-    if (bias && packed && k && K > 0 && alpha != 0.0f &&
-        gemm_packed_bias(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc))
+    if (packed && k && K > 0 && alpha != 0.0f &&
+        gemm_packed(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc))
         return;
     if (bias) fill_rows(C, ldc, bias, M, N); /* every other backend: C = bias, beta = 1 */
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
         return;
     }
-#ifdef TFM_HAVE_CBLAS
-    if (!packed) {
-        gemm_cblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-#endif
-    if (k && gemm_packed(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-        return;
 #ifdef TFM_HAVE_CBLAS
     if (cblas_fits) {
         gemm_cblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -278,9 +278,9 @@ static void gemm_team_one_block(const gemm_args *g, int id, int T) {
     }
 }
 
-static bool gemm_run(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                     int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                     int64_t ldb, float beta, const float *bias, float *C, int64_t ldc) {
+bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float beta, const float *bias, float *C, int64_t ldc) {
     /* Threads: at most one per 2^20 multiply-adds and one per tile. */
     const double work = (double)M * (double)N * (double)K;
     int T = tfm_max_threads();
@@ -316,16 +316,4 @@ static bool gemm_run(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M
     }
     buffer_give(buf);
     return true;
-}
-
-bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                 float beta, float *C, int64_t ldc) {
-    return gemm_run(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
-}
-
-bool gemm_packed_bias(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, const float *bias, float *C, int64_t ldc) {
-    return gemm_run(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, bias, C, ldc);
 }

@@ -58,17 +58,14 @@ extern const gemm_kernel gemm_kernel_avx2;   /* gemm_avx2.c */
 const gemm_kernel *gemm_kernel_for(cpu_path p);
 
 /* C (M, N) = alpha · op(A) · op(B) + beta · C with kernel k, over the OpenMP threads.
- * Returns false, having done nothing, if its packing buffers cannot be allocated (the
- * caller then takes another path). M, N ≥ 1, K ≥ 1 and alpha ≠ 0: the caller handles
- * the trivial cases. Not from inside an OpenMP region. */
+ * bias (N) or NULL: each tile's rows of C are set to bias just before the tile's first K
+ * block, which beta must then be 1 to add to (tfm_gemm_bias). Returns false, having done
+ * nothing, if its packing buffers cannot be allocated (the caller then takes another
+ * path). M, N ≥ 1, K ≥ 1 and alpha ≠ 0: the caller handles the trivial cases. Not from
+ * inside an OpenMP region. */
 bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
                  int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                 float beta, float *C, int64_t ldc);
-/* The same with bias (N) copied into each row of a tile of C just before the tile's first
- * K block (beta must be 1): tfm_gemm_bias. */
-bool gemm_packed_bias(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, const float *bias, float *C, int64_t ldc);
+                 float beta, const float *bias, float *C, int64_t ldc);
 
 /* The packing where each row k of src holds the w values of every panel (not
  * k_contiguous): plain copies, inline so that each ISA's file compiles it for its own

@@ -233,7 +233,7 @@ static void sgd_step(optimizer *o, float *p, const float *grads, float grad_scal
         sgd_range(&a, k * OPTIM_CHUNK, k + 1 < chunks ? (k + 1) * OPTIM_CHUNK : n);
 }
 
-/* `step` counts this step (torch increments state["step"] first). */
+/* The Adam element loop of the active SIMD path. */
 static adam_range_fn adam_range_active(void) {
     switch (cpu_active()) {
 #if defined(TFM_HAVE_X86_KERNELS)
@@ -244,6 +244,7 @@ static adam_range_fn adam_range_active(void) {
     }
 }
 
+/* `step` counts this step (torch increments state["step"] first). */
 static void adam_step(optimizer *o, float *p, const float *grads, float grad_scale, double lr,
                       int64_t step) {
     const optim_config *c = &o->cfg;
