@@ -148,6 +148,42 @@ typedef struct tfm_outputs {
 /* Evaluation-mode forward pass. */
 tfm_status tfm_forward(tfm_module *m, const tfm_inputs *in, tfm_outputs *out);
 
+/* ---- compute type -------------------------------------------------------------
+ * What the matrix products compute in, as CTranslate2 calls it and as PyTorch's CPU
+ * autocast does it:
+ *   TFM_COMPUTE_F32   (default) FP32 everywhere: PyTorch's FP32 numbers.
+ *   TFM_COMPUTE_BF16  the matrix products (linear layers, Q·Kᵀ, P·V, and in training
+ *                     their backward products) take bf16 operands, rounded to nearest
+ *                     even, with FP32 accumulation; softmax statistics, LayerNorm,
+ *                     residual adds, activations, loss and optimizer stay FP32, and so
+ *                     do the parameters a caller sees (the FP32 master copy).
+ * bf16 weights: the module keeps a bf16 copy of its parameters, made from the FP32
+ * master the first time a bf16 product needs it. It is refreshed by tfm's own
+ * optimizer after every step, and made anew after tfm_module_load/create and
+ * tfm_module_set_compute_type. A caller who WRITES parameters through the views of
+ * tfm_module_param must then call tfm_module_params_changed before the next forward;
+ * asking for a view (tfm_module_param) also marks the copy stale, so writing right
+ * after asking is safe without it.
+ * Every CPU runs bf16: with bf16 instructions fast, without them on a reference path
+ * that gives the same numbers (see tfm_bf16_path). */
+typedef enum tfm_compute_type { TFM_COMPUTE_F32 = 0, TFM_COMPUTE_BF16 = 1 } tfm_compute_type;
+
+/* "f32" / "bf16", and back (TFM_ERR_INVALID_ARG for any other name). */
+const char *tfm_compute_type_name(tfm_compute_type t);
+tfm_status tfm_compute_type_from_name(const char *name, tfm_compute_type *out);
+
+tfm_status tfm_module_set_compute_type(tfm_module *m, tfm_compute_type t);
+tfm_compute_type tfm_module_compute_type(const tfm_module *m);
+/* The caller wrote parameters through tfm_module_param views: the bf16 copy is stale. */
+void tfm_module_params_changed(tfm_module *m);
+
+/* How this CPU runs bf16 products on the active path: "avx512_bf16" (VDPBF16PS),
+ * "fma" (FP32 FMAs on bf16 values: where VDPBF16PS is slower than FP32 FMAs, same
+ * numbers), or "reference" (plain C, same numbers, slow). */
+const char *tfm_bf16_path(void);
+/* Whether compute type t runs at its full speed here (bf16: a SIMD path). */
+bool tfm_compute_type_fast(tfm_compute_type t);
+
 /* ---- training ----------------------------------------------------------------
  * tfm_forward_train runs the forward pass and keeps what tfm_backward needs; the
  * inputs (and masks) must stay unchanged until tfm_backward. Gradients of the
@@ -184,6 +220,8 @@ void tfm_translator_free(tfm_translator *t);
 int64_t tfm_translator_vocab(const tfm_translator *t);
 /* The longest source, and the most tokens a decoder can be fed (BOS included). */
 int64_t tfm_translator_max_len(const tfm_translator *t);
+/* The compute type of decoders started afterwards (default TFM_COMPUTE_F32). */
+tfm_status tfm_translator_set_compute_type(tfm_translator *t, tfm_compute_type ct);
 
 /* A decoding in progress, one row per source, with a key/value cache: each step costs
  * one token's worth of work, not the whole prefix's. */

@@ -110,8 +110,11 @@ tfm_status tfm_backward(tfm_module *m, const tfm_tensor *grad_output, tfm_input_
     const int64_t E = m->cfg.module == TFM_MULTIHEAD_ATTENTION ? m->mha.embed_dim : m->layer.d_model;
     float *dy = NULL;
     TFM_TRY(load_grad(&m->ws, grad_output, &m->rec, E, m->cfg.batch_first, &dy));
+    compute_scope previous;
+    TFM_TRY(module_compute_begin(m, &previous));
     tfm_status st = m->cfg.module == TFM_MULTIHEAD_ATTENTION ? backward_mha(m, dy, grads)
                                                              : backward_layers(m, dy, grads);
+    compute_leave(previous);
     if (st != TFM_OK) memset(grads, 0, sizeof *grads);
     return st;
 }

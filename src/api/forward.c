@@ -374,8 +374,11 @@ tfm_status tfm_forward(tfm_module *m, const tfm_inputs *in, tfm_outputs *out) {
     memset(out, 0, sizeof *out);
     m->rec.valid = false; /* the arena may still hold a record; it no longer matches */
     TFM_TRY(ws_begin(&m->ws));
+    compute_scope previous;
+    TFM_TRY(module_compute_begin(m, &previous));
     call cl = {.m = m, .edge = &m->ws};
     tfm_status st = run_forward(&cl, in, out);
+    compute_leave(previous);
     if (st != TFM_OK) memset(out, 0, sizeof *out);
     return st;
 }
@@ -390,7 +393,10 @@ tfm_status tfm_forward_train(tfm_module *m, const tfm_inputs *in, tfm_outputs *o
     train_ctx tc = {.act = &m->act, .dropout = m->training ? (float)m->cfg.dropout : 0.0f,
                     .seed = rng_derive(m->seed, ++m->calls)};
     call cl = {.m = m, .edge = &m->act, .tc = &tc, .rec = &m->rec};
+    compute_scope previous;
+    TFM_TRY(module_compute_begin(m, &previous));
     tfm_status st = run_forward(&cl, in, out);
+    compute_leave(previous);
     if (st != TFM_OK) {
         memset(out, 0, sizeof *out);
         return st;

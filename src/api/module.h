@@ -6,6 +6,8 @@
 #define TFM_API_MODULE_H
 
 #include "core/workspace.h"
+#include "kernels/bf16.h"
+#include "kernels/compute.h"
 #include "nn/mha.h"
 #include "nn/params.h"
 #include "nn/stacks.h"
@@ -58,6 +60,9 @@ struct tfm_module {
     module_views gv;
     float *grad_block;    /* allocated by the first tfm_forward_train */
 
+    tfm_compute_type compute; /* what the matrix products compute in */
+    bf16_weights bf16w;   /* bf16 copy of the parameters, for TFM_COMPUTE_BF16 */
+
     bool training;        /* dropout on (PyTorch's module.train()) */
     uint64_t seed, calls; /* dropout streams: seed and forward count */
     tfm_ws ws;            /* scratch */
@@ -86,6 +91,10 @@ tfm_status module_alloc_grads(tfm_module *m);
  * unbatched, (N, L, E) batch_first, else (L, N, E). */
 tfm_status module_emit_seq(float **buf, size_t *cap, tfm_tensor *t, const float *y, int64_t N,
                            int64_t L, int64_t E, bool batched, bool batch_first);
+/* Enter the module's compute scope (kernels/compute.h) for one call, making or
+ * refreshing its bf16 weights when the compute type is bf16; compute_leave(*previous)
+ * ends it. */
+tfm_status module_compute_begin(tfm_module *m, compute_scope *previous);
 /* A module-owned buffer of n floats (grown only when needed). */
 tfm_status module_buffer(float **buf, size_t *cap, size_t n);
 
