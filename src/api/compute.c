@@ -1,6 +1,5 @@
 /* compute.c — the compute type of modules (tfm.h, "compute type"): names, setting it,
  * the module's bf16 twins of its parameters, and the scope a call runs in. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "api/module.h"
@@ -45,30 +44,8 @@ void tfm_module_params_changed(tfm_module *m) {
     if (m) m->bf16w.stale = true;
 }
 
-/* The bf16 twins of every parameter, made on first use and refreshed when stale. */
-static tfm_status module_bf16_weights(tfm_module *m) {
-    if (m->bf16w.n && !m->bf16w.stale) return TFM_OK;
-    if (m->bf16w.n) {
-        bf16_weights_refresh(&m->bf16w);
-        return TFM_OK;
-    }
-    const size_t n = m->params.count;
-    const float **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    size_t *counts = calloc(n ? n : 1, sizeof *counts);
-    tfm_status st = ptrs && counts ? TFM_OK : tfm_error(TFM_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; st == TFM_OK && i < n; i++) {
-        const param_entry *e = &m->params.items[i];
-        ptrs[i] = *e->slot;
-        counts[i] = e->ndim >= 2 ? (size_t)e->numel : 0; /* only matrices enter products */
-    }
-    if (st == TFM_OK) st = bf16_weights_build(&m->bf16w, ptrs, counts, n);
-    free(ptrs);
-    free(counts);
-    return st;
-}
-
 tfm_status module_compute_begin(tfm_module *m, compute_scope *previous) {
-    if (m->compute == TFM_COMPUTE_BF16) TFM_TRY(module_bf16_weights(m));
+    if (m->compute == TFM_COMPUTE_BF16) TFM_TRY(param_list_bf16(&m->params, &m->bf16w));
     *previous = compute_enter(m->compute, m->compute == TFM_COMPUTE_BF16 ? &m->bf16w : NULL);
     return TFM_OK;
 }

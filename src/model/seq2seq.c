@@ -116,6 +116,7 @@ void seq2seq_free(seq2seq *m) {
     }
     free(m->block);
     free(m->grad_block);
+    bf16_weights_free(&m->bf16w);
     posenc_free(&m->pe);
     ws_free(&m->ws);
     ws_free(&m->act);
@@ -209,17 +210,45 @@ static tfm_status step(seq2seq *m, const seq2seq_batch *b, float eps, bool train
     return embedding_backward(m->g.src_embed, dxs, b->src, N * S, V, E);
 }
 
+tfm_status seq2seq_compute_begin(seq2seq *m, compute_scope *previous) {
+    if (m->compute == TFM_COMPUTE_BF16) TFM_TRY(param_list_bf16(&m->params, &m->bf16w));
+    *previous = compute_enter(m->compute, m->compute == TFM_COMPUTE_BF16 ? &m->bf16w : NULL);
+    return TFM_OK;
+}
+
+/* step() in m's compute scope. */
+static tfm_status scoped_step(seq2seq *m, const seq2seq_batch *b, float eps, bool train,
+                              bool backward, uint64_t stepno, ce_result *res) {
+    compute_scope previous;
+    TFM_TRY(seq2seq_compute_begin(m, &previous));
+    const tfm_status st = step(m, b, eps, train, backward, stepno, res);
+    compute_leave(previous);
+    return st;
+}
+
 tfm_status seq2seq_train_step(seq2seq *m, const seq2seq_batch *b, float eps, bool train,
                               uint64_t stepno, ce_result *res) {
-    return step(m, b, eps, train, true, stepno, res);
+    return scoped_step(m, b, eps, train, true, stepno, res);
 }
 
 tfm_status seq2seq_eval_loss(seq2seq *m, const seq2seq_batch *b, float eps, ce_result *res) {
-    return step(m, b, eps, false, false, 0, res);
+    return scoped_step(m, b, eps, false, false, 0, res);
 }
+
+static tfm_status greedy_run(seq2seq *m, const int32_t *src, const uint8_t *src_pad, int64_t N,
+                             int64_t S, int64_t max_out, int32_t *out);
 
 tfm_status seq2seq_greedy(seq2seq *m, const int32_t *src, const uint8_t *src_pad, int64_t N,
                           int64_t S, int64_t max_out, int32_t *out) {
+    compute_scope previous;
+    TFM_TRY(seq2seq_compute_begin(m, &previous));
+    const tfm_status st = greedy_run(m, src, src_pad, N, S, max_out, out);
+    compute_leave(previous);
+    return st;
+}
+
+static tfm_status greedy_run(seq2seq *m, const int32_t *src, const uint8_t *src_pad, int64_t N,
+                             int64_t S, int64_t max_out, int32_t *out) {
     const int64_t E = m->cfg.d_model, V = m->cfg.vocab;
     const bool tie = m->cfg.tie_embeddings;
     if (N <= 0 || S <= 0) return tfm_error(TFM_ERR_SHAPE, "greedy: empty input");

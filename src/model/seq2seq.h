@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kernels/compute.h"
 #include "model/loss.h"
 #include "model/posenc.h"
 #include "nn/stacks.h"
@@ -60,6 +61,8 @@ typedef struct seq2seq {
     posenc pe;
     tfm_ws ws, act;
     uint64_t dropout_seed; /* training steps draw streams from it and the step */
+    tfm_compute_type compute; /* the products' compute type (TFM_COMPUTE_F32 default) */
+    bf16_weights bf16w;       /* bf16 twins of the matrices, for TFM_COMPUTE_BF16 */
 } seq2seq;
 
 tfm_status seq2seq_check_config(const seq2seq_config *c);
@@ -83,6 +86,13 @@ tfm_status seq2seq_train_step(seq2seq *m, const seq2seq_batch *b, float eps, boo
                               uint64_t step, ce_result *res);
 /* Loss only (evaluation mode), for validation. */
 tfm_status seq2seq_eval_loss(seq2seq *m, const seq2seq_batch *b, float eps, ce_result *res);
+
+/* Enter m's compute scope for one call (kernels/compute.h), making or refreshing the
+ * bf16 twins of its matrices when the compute type is bf16. compute_leave(*previous)
+ * ends it. */
+tfm_status seq2seq_compute_begin(seq2seq *m, compute_scope *previous);
+/* The parameters changed (an optimizer step, a load): the bf16 twins are stale. */
+static inline void seq2seq_params_changed(seq2seq *m) { m->bf16w.stale = true; }
 
 /* Greedy decoding, batched, by recomputing the decoder over the prefix at each step.
  * src (N, S) with src_pad; out (N, max_out) receives target ids (without BOS), each

@@ -124,3 +124,23 @@ void param_list_init_values(const param_list *l, uint64_t seed, bool xavier_matr
     rng_seed(&rng, seed);
     for (size_t i = 0; i < l->count; i++) init_entry(&l->items[i], &rng, xavier_matrices);
 }
+
+tfm_status param_list_bf16(const param_list *l, bf16_weights *w) {
+    if (w->n) {
+        if (w->stale) bf16_weights_refresh(w);
+        return TFM_OK;
+    }
+    const size_t n = l->count;
+    const float **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    size_t *counts = calloc(n ? n : 1, sizeof *counts);
+    tfm_status st = ptrs && counts ? TFM_OK : tfm_error(TFM_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; st == TFM_OK && i < n; i++) {
+        const param_entry *e = &l->items[i];
+        ptrs[i] = *e->slot;
+        counts[i] = e->ndim >= 2 ? (size_t)e->numel : 0;
+    }
+    if (st == TFM_OK) st = bf16_weights_build(w, ptrs, counts, n);
+    free(ptrs);
+    free(counts);
+    return st;
+}

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/bf16.h"
 #include "tfm.h"
 
 #define PARAM_NAME_MAX 160
@@ -60,6 +61,10 @@ const param_entry *param_list_find(const param_list *l, const char *name);
  * with xavier_matrices every tensor of 2+ dimensions is xavier_uniform instead (as
  * nn.Transformer._reset_parameters and the Annotated Transformer do). */
 void param_list_init_values(const param_list *l, uint64_t seed, bool xavier_matrices);
+
+/* The bf16 twins of the list's matrices (every entry of 2+ dimensions: what the
+ * products read), made when w is empty, converted again when w is stale, else kept. */
+tfm_status param_list_bf16(const param_list *l, bf16_weights *w);
 
 /* "prefix" + "name" + "." into out (PARAM_NAME_MAX); false if too long. An empty
  * name gives just "prefix". */

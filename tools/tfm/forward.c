@@ -20,7 +20,7 @@
 
 static const char usage[] =
     "usage: tfm forward --model M.safetensors --input IN.safetensors --output OUT.safetensors\n"
-    "                   [--grad-output G.safetensors]";
+    "                   [--grad-output G.safetensors] [--compute-type f32|bf16]";
 
 /* G's `output` tensor as an F32 tfm_tensor in buf (freed by the caller). */
 static tfm_status read_grad_output(const char *path, tfm_tensor *t, float **buf) {
@@ -43,7 +43,7 @@ static tfm_status read_grad_output(const char *path, tfm_tensor *t, float **buf)
 }
 
 static tfm_status run(const char *model, const char *input, const char *output,
-                      const char *grad_output) {
+                      const char *grad_output, tfm_compute_type ct) {
     tfm_module *m = NULL;
     st_file *f = NULL;
     forward_inputs fi = {0};
@@ -52,6 +52,7 @@ static tfm_status run(const char *model, const char *input, const char *output,
     tfm_tensor dy;
     float *dy_buf = NULL;
     tfm_status st = tfm_module_load(model, &m);
+    if (st == TFM_OK) st = tfm_module_set_compute_type(m, ct);
     if (st == TFM_OK) st = st_open(input, &f);
     if (st == TFM_OK) st = forward_inputs_read(f, tfm_module_config(m)->module, &fi);
     st_close(f); /* the inputs are copied: unmap the file (its pages would stay resident) */
@@ -73,21 +74,25 @@ static tfm_status run(const char *model, const char *input, const char *output,
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model = NULL, *input = NULL, *output = NULL, *grad = NULL;
+    const char *model = NULL, *input = NULL, *output = NULL, *grad = NULL, *compute = "f32";
     for (int i = 1; i < argc; i++) {
         const char **dst = !strcmp(argv[i], "--model")         ? &model
                            : !strcmp(argv[i], "--input")       ? &input
                            : !strcmp(argv[i], "--output")      ? &output
                            : !strcmp(argv[i], "--grad-output") ? &grad
+                           : !strcmp(argv[i], "--compute-type") ? &compute
                                                                : NULL;
         if (!dst) return cli_fail("forward", "unknown option '%s'\n%s", argv[i], usage);
         if (i + 1 >= argc) return cli_fail("forward", "option '%s' needs a value", argv[i]);
         *dst = argv[++i];
     }
     if (!model || !input || !output) return cli_fail("forward", "%s", usage);
+    tfm_compute_type ct;
+    if (tfm_compute_type_from_name(compute, &ct) != TFM_OK)
+        return cli_fail("forward", "--compute-type: %s", tfm_last_error());
     /* A stale OUT must not pass for this run's result. */
     if (unlink(output) != 0 && access(output, F_OK) == 0)
         return cli_fail("forward", "%s: cannot replace the existing output file", output);
-    if (run(model, input, output, grad) != TFM_OK) return cli_fail("forward", "%s", tfm_last_error());
+    if (run(model, input, output, grad, ct) != TFM_OK) return cli_fail("forward", "%s", tfm_last_error());
     return 0;
 }

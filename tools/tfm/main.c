@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "          greedy-decode one output line per input line\n"
             "  demo [--task copy|reverse] [--steps N]\n"
             "          check an exported PyTorch model, then train the copy task and test it\n"
-            "environment: TFM_CPU=avx512|avx2|generic forces the SIMD path (default: the\n"
+            "environment: TFM_CPU=avx512_bf16|avx512|avx2|generic forces the SIMD path (default: the\n"
             "  best this CPU supports); OMP_NUM_THREADS sets the threads\n");
 }
 
@@ -50,7 +50,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "translate")) return cmd_translate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-        printf("tfm %s\nsimd: %s\n", TFM_VERSION, tfm_cpu_path());
+        printf("tfm %s\nsimd: %s\nbf16: %s%s\ncompute types: f32, bf16\n", TFM_VERSION,
+               tfm_cpu_path(), tfm_bf16_path(),
+               tfm_compute_type_fast(TFM_COMPUTE_BF16) ? "" : " (slow: no SIMD path for bf16)");
         return 0;
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
