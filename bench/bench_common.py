@@ -1,16 +1,19 @@
 """bench_common.py — what bench_torch.py, bench_train_torch.py and bench_decode_torch.py
-share: the command line, the timing loop, the '#' header and BENCH lines, the synthetic
-ids, and the seq2seq model of tfm's src/model/seq2seq.c built from stock modules.
+share: the command line, the timing loop, the precision modes, the '#' header and BENCH
+lines, the report of the kernels PyTorch ran, the synthetic ids, and the seq2seq model of
+tfm's src/model/seq2seq.c built from stock modules.
 
 Runs under torch 2.x (pip) and 1.13 (Debian's python3-torch): nothing here needs an
 argument newer than 1.13; the callers check for the few that are (tgt_is_causal).
 """
 import argparse
+import contextlib
 import math
 import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -37,6 +40,102 @@ def parse(p, min_warmup=0):
     args.max_reps = max(args.min_reps, args.max_reps)
     args.warmup = max(min_warmup, args.warmup)
     return args
+
+
+# ---- precision modes ------------------------------------------------------------------
+# fp32           FP32 weights and inputs (PyTorch's default)
+# autocast-bf16  FP32 weights and inputs under torch.autocast("cpu", dtype=torch.bfloat16):
+#                PyTorch's mixed precision, the counterpart of tfm's compute type bf16
+#                (linear layers and matmuls in bf16, LayerNorm and softmax in FP32)
+# bf16-weights   module.to(torch.bfloat16) and bf16 inputs: everything in bf16 (forward only)
+MODES = ["fp32", "autocast-bf16", "bf16-weights"]
+
+
+def add_mode(p, modes=MODES):
+    p.add_argument("--mode", choices=modes, default="fp32",
+                   help="precision: " + ", ".join(modes) + " (default fp32)")
+    p.add_argument("--kernels", action="store_true",
+                   help="after each case, one more (untimed) call under the profiler and "
+                        "oneDNN's verbose mode: a '# kernels' line says what PyTorch ran")
+
+
+def autocast(mode):
+    """The context a call of `mode` runs in: autocast for autocast-bf16, else nothing."""
+    if mode == "autocast-bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def mode_info():
+    """' key=value' pairs for the header: what the precision modes can use here."""
+    cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "?")()
+    try:
+        bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        bf16 = "?"
+    return (f" cpu_capability={cap} mkldnn={torch.backends.mkldnn.is_available()}"
+            f"{'' if torch.backends.mkldnn.enabled else '(disabled)'} mkldnn_bf16={bf16}")
+
+
+# ---- what PyTorch ran -------------------------------------------------------------------
+def capture_fds(fn):
+    """fn()'s result and what it (C++ included) wrote on file descriptors 1 and 2."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+") as f:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            out = fn()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, old in zip((1, 2), saved):
+                os.dup2(old, fd)
+                os.close(old)
+        f.seek(0)
+        return out, f.read()
+
+
+def kernel_line(args, name, fn, top=5):
+    """One call of fn under torch.profiler and the verbose modes of oneDNN and MKL, summed
+    up as '# kernels impl= case= mode= top=OP:SELF%,... onednn=KIND/IMPL:COUNT,...
+    mkl=FUNCTION:COUNT,... [onednn_isa=]': the ops with the most self CPU time, the oneDNN
+    primitives that ran (e.g. matmul/brg_matmul:avx512_core_bf16) and the MKL calls
+    (SGEMM, ...). A product through oneDNN's plain gemm function (PyTorch's cpublas bf16
+    gemm) shows in neither list, only as its op (aten::mm, ...)."""
+    def run():
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), \
+                    torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
+                fn()
+        return prof.key_averages()
+
+    try:
+        events, log = capture_fds(run)
+    except Exception as e:  # an old torch without one of these: say so, go on
+        print(f"# kernels impl={args.impl} case={name} mode={args.mode} unavailable: {e}", flush=True)
+        return
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    ops = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    prims, mkl, isa = {}, {}, ""  # oneDNN's isa line comes with its first verbose call only
+    for line in log.splitlines():
+        f = line.split(",")
+        m = re.match(r"MKL_VERBOSE ([A-Z0-9_]+)\(", line)
+        if m:
+            mkl[m.group(1)] = mkl.get(m.group(1), 0) + 1
+        elif len(f) > 6 and f[2] == "primitive" and f[3] == "exec":
+            key = f"{f[5]}/{f[6]}"  # kind/implementation
+            prims[key] = prims.get(key, 0) + 1
+        elif len(f) > 4 and f[2] == "info" and f[4].startswith("isa:"):
+            isa = f[4][4:].replace(" ", "_")
+    counts = lambda d: ",".join(f"{k}:{v}" for k, v in sorted(d.items())) or "none"
+    print(f"# kernels impl={args.impl} case={name} mode={args.mode} top=" +
+          ",".join(f"{e.key}:{100 * e.self_cpu_time_total / total:.0f}%" for e in ops) +
+          f" onednn={counts(prims)} mkl={counts(mkl)}" + (f" onednn_isa={isa}" if isa else ""),
+          flush=True)
 
 
 # ---- timing ---------------------------------------------------------------------------

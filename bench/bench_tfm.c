@@ -2,12 +2,15 @@
  * line per case. Uses only the public header. bench/bench_torch.py runs the same cases
  * with PyTorch and prints the same line format; bench/run.sh runs both and tabulates.
  *
- * Usage: bench_tfm [--case NAME]... [--min-time SEC] [--min-reps R] [--max-reps R]
- *                  [--warmup W] [--impl NAME]
+ * Usage: bench_tfm [--case NAME]... [--compute-type f32|bf16] [--min-time SEC]
+ *                  [--min-reps R] [--max-reps R] [--warmup W] [--impl NAME]
  *        bench_tfm --list            (the case names, one a line)
- *        bench_tfm --info            (the '#' header line only: SIMD path, threads)
- *   default: every case, min-time 2 s, min-reps 5, max-reps 10000, warm-up 1, impl tfm.
- *   TFM_CPU=avx512|avx2|generic forces the SIMD path, as for the CLI.
+ *        bench_tfm --info            (the '#' header line only: SIMD and bf16 paths, threads)
+ *   default: every case, compute type f32, min-time 2 s, min-reps 5, max-reps 10000,
+ *   warm-up 1, impl tfm. --compute-type bf16: every module runs with
+ *   tfm_module_set_compute_type(TFM_COMPUTE_BF16) (bf16 products, FP32 accumulation and
+ *   everything else FP32; see tfm.h); the '#' line's bf16_path= says how this CPU runs
+ *   them. TFM_CPU=avx512|avx2|generic forces the SIMD path, as for the CLI.
  *
  * Cases (all batch_first, eval forward, modules from tfm_module_create(cfg, seed)):
  *   transformer  nn.Transformer default size: d_model 512, nhead 8, 6 + 6 layers,
@@ -17,6 +20,12 @@
  *                (query = key = value, one pointer), need_weights false
  *   encoder6     TransformerEncoder, 6 layers, d_model 512, nhead 8, ff 2048, N 8, L 128
  *   mha_long     MultiheadAttention E 512, H 8, N 1, L = S = 4096, self-attention
+ *   bert384      BERT-style encoder (MiniLM/BERT-small width): TransformerEncoder, 6 layers,
+ *                d_model 384, nhead 12 (D 32), ff 1536, gelu, layer_norm_eps 1e-12,
+ *                post-norm; N 32, L 128
+ *   bert768      BERT-base width: 6 layers, d_model 768, nhead 12 (D 64), ff 3072, gelu,
+ *                layer_norm_eps 1e-12, post-norm; N 8, L 128 (batch 8 keeps a forward
+ *                near 0.5 s on 2 cores: about as many FLOPs as bert384's)
  *
  * Timing: untimed warm-up forwards (at least one: it sizes the module's workspace), then timed
  * forwards until both min-time seconds have passed and min-reps were done (or max-reps
@@ -24,7 +33,7 @@
  *
  * Output: a '#' header line (bench/common.h: impl, cpu_path, threads, timing), then one
  * line per case (keys fixed, values without spaces):
- *   BENCH impl=tfm case=mha reps=57 median_ms=12.345 min_ms=12.001 gflop=2.416 gflops=195.7
+ *   BENCH impl=tfm case=mha reps=57 median_ms=12.345 min_ms=12.001 gflop=2.416 gflops=195.7 compute=f32
  * gflops = gflop / median time. Lines starting with '#' are information. Exit status is
  * non-zero if any case fails (the error is printed on stderr).
  *
@@ -117,13 +126,14 @@ static int setup_mha(bench_case *c, int64_t N, int64_t L, int64_t E, int64_t H) 
     return 0;
 }
 
-/* TransformerEncoder: num_layers post-norm relu layers, no final norm, src (N, L, E). */
+/* TransformerEncoder: num_layers post-norm layers (activation act, LayerNorm eps), no
+ * final norm, src (N, L, E). */
 static int setup_encoder(bench_case *c, int64_t layers, int64_t N, int64_t L, int64_t E,
-                         int64_t H, int64_t F) {
+                         int64_t H, int64_t F, tfm_activation act, double eps) {
     tfm_config cfg;
     tfm_config_default(&cfg, TFM_TRANSFORMER_ENCODER);
     cfg.num_layers = layers, cfg.d_model = E, cfg.nhead = H, cfg.dim_feedforward = F;
-    cfg.batch_first = true;
+    cfg.activation = act, cfg.layer_norm_eps = eps, cfg.batch_first = true;
     TRY(tfm_module_create(&cfg, 1, &c->m));
     float *x;
     ALLOC(x, (size_t)(N * L * E), 12);
@@ -160,7 +170,8 @@ static int setup_transformer(bench_case *c, int64_t enc, int64_t dec, int64_t N,
     return 0;
 }
 
-static const char *const CASES[] = {"transformer", "mha", "encoder6", "mha_long"};
+static const char *const CASES[] = {"transformer", "mha", "encoder6", "mha_long", "bert384",
+                                    "bert768"};
 enum { NCASES = sizeof CASES / sizeof CASES[0] };
 
 static int setup(bench_case *c, const char *name) {
@@ -168,8 +179,10 @@ static int setup(bench_case *c, const char *name) {
     c->name = name;
     if (!strcmp(name, "transformer")) return setup_transformer(c, 6, 6, 8, 128, 128, 512, 8, 2048);
     if (!strcmp(name, "mha")) return setup_mha(c, 8, 128, 512, 8);
-    if (!strcmp(name, "encoder6")) return setup_encoder(c, 6, 8, 128, 512, 8, 2048);
+    if (!strcmp(name, "encoder6")) return setup_encoder(c, 6, 8, 128, 512, 8, 2048, TFM_RELU, 1e-5);
     if (!strcmp(name, "mha_long")) return setup_mha(c, 1, 4096, 512, 8);
+    if (!strcmp(name, "bert384")) return setup_encoder(c, 6, 32, 128, 384, 12, 1536, TFM_GELU, 1e-12);
+    if (!strcmp(name, "bert768")) return setup_encoder(c, 6, 8, 128, 768, 12, 3072, TFM_GELU, 1e-12);
     fprintf(stderr, "bench_tfm: unknown case '%s'\n", name);
     return 1;
 }
@@ -183,6 +196,10 @@ static void teardown(bench_case *c) {
 static int run_case(const char *name, const bench_opts *o) {
     bench_case cc, *c = &cc;
     int rc = setup(c, name);
+    if (!rc && tfm_module_set_compute_type(c->m, o->compute) != TFM_OK) {
+        fprintf(stderr, "bench_tfm: %s: tfm_module_set_compute_type: %s\n", name, tfm_last_error());
+        rc = 1;
+    }
     double *t = rc ? NULL : malloc((size_t)o->max_reps * sizeof(double));
     if (!rc && !t) fprintf(stderr, "bench_tfm: out of memory\n");
     if (rc || !t) goto done;
@@ -196,8 +213,9 @@ static int run_case(const char *name, const bench_opts *o) {
         t[l.reps] = bench_now() - t0;
     }
     double med = bench_median(t, l.reps);
-    bench_line(o->impl, name, " reps=%d median_ms=%.3f min_ms=%.3f gflop=%.3f gflops=%.1f", l.reps,
-               1e3 * med, 1e3 * t[0], c->flop * 1e-9, c->flop * 1e-9 / med);
+    bench_line(o->impl, name, " reps=%d median_ms=%.3f min_ms=%.3f gflop=%.3f gflops=%.1f compute=%s",
+               l.reps, 1e3 * med, 1e3 * t[0], c->flop * 1e-9, c->flop * 1e-9 / med,
+               tfm_compute_type_name(o->compute));
     goto done;
 fail:
     fprintf(stderr, "bench_tfm: %s: tfm_forward: %s\n", name, tfm_last_error());
@@ -209,14 +227,14 @@ done:
 }
 
 static const char USAGE[] =
-    "usage: bench_tfm [--case NAME]... [--min-time SEC] [--min-reps R] [--max-reps R]\n"
-    "                 [--warmup W] [--impl NAME]\n"
+    "usage: bench_tfm [--case NAME]... [--compute-type f32|bf16] [--min-time SEC]\n"
+    "                 [--min-reps R] [--max-reps R] [--warmup W] [--impl NAME]\n"
     "       bench_tfm --list | --info\n";
 
 int main(int argc, char **argv) {
     bench_opts o = {.impl = "tfm", .min_time = 2.0, .min_reps = 5, .max_reps = 10000, .warmup = 1};
     const bench_prog prog = {.name = "bench_tfm", .usage = USAGE, .case_names = CASES,
-                             .ncase_names = NCASES};
+                             .ncase_names = NCASES, .compute_type = true};
     int rc = bench_parse(&prog, argc, argv, &o);
     if (rc >= 0) return rc;
     bench_header(&o, "");

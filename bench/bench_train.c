@@ -11,12 +11,17 @@
  *   clip_grad_coef(max_norm 1.0) + optim_step_scaled: torch.nn.utils.clip_grad_norm_
  *     then Adam(0.9, 0.98), eps 1e-9, lr              torch.optim.Adam.step()
  *
- * Usage: bench_train [--case NAME]... [--batch N] [--min-time SEC] [--min-reps R]
- *                    [--max-reps R] [--warmup W] [--impl NAME]
+ * Usage: bench_train [--case NAME]... [--batch N] [--compute-type f32|bf16]
+ *                    [--min-time SEC] [--min-reps R] [--max-reps R] [--warmup W]
+ *                    [--impl NAME]
  *        bench_train --list            (the case names, one a line)
- *        bench_train --info            (the '#' header line only: SIMD path, threads)
- *   default: every case, its own batch size, min-time 2 s, min-reps 5, max-reps 10000,
- *   warm-up 2 steps. --batch overrides the batch size of every case run.
+ *        bench_train --info            (the '#' header line only: SIMD and bf16 paths, threads)
+ *   default: every case, its own batch size, compute type f32, min-time 2 s, min-reps 5,
+ *   max-reps 10000, warm-up 2 steps. --batch overrides the batch size of every case run.
+ *   --compute-type bf16 sets the model's `compute` (src/model/seq2seq.h): the products of
+ *   forward and backward in bf16 with FP32 accumulation, the FP32 master weights,
+ *   gradients and Adam as before (bench_train_torch.py --mode autocast-bf16 is PyTorch's
+ *   counterpart).
  *
  * Cases (byte vocabulary V 259, tied embeddings: one (V, E) matrix is source
  * embedding, target embedding and generator weight; relu, post-norm, final encoder and
@@ -42,7 +47,7 @@
  * Output: a '#' header line (bench/common.h), then one line per case (keys fixed,
  * values without spaces):
  *   BENCH impl=tfm case=demo reps=57 median_ms=12.345 min_ms=12.001 fb_ms=11.0 opt_ms=1.3
- *         tokens=704 tok_s=57020 gflop=1.234 gflops=99.9 params=123456 loss=5.61
+ *         tokens=704 tok_s=57020 gflop=1.234 gflops=99.9 params=123456 loss=5.61 compute=f32
  * gflop: matrix-product FLOPs of the step, forward counted as bench_tfm.c counts it
  * (plus the generator) and backward as twice forward (dX and dW products), i.e. 3 × fwd.
  * Lines starting with '#' are information. Exit status is non-zero if any case fails.
@@ -161,6 +166,7 @@ static int run_case(const case_def *c, const bench_opts *o, int64_t batch) {
         goto done;
     }
     seq2seq_init(&m, 1);
+    m.compute = o->compute;
     m.dropout_seed = rng_derive(1, 0xd20b); /* as train_run */
     seq2seq_batch b = {.N = N, .S = S, .L = L, .src = bb.src, .src_pad = bb.src_pad,
                        .tgt_in = bb.tgt_in, .tgt_pad = bb.tgt_pad, .tgt_out = bb.tgt_out};
@@ -182,10 +188,10 @@ static int run_case(const case_def *c, const bench_opts *o, int64_t batch) {
     double flop = flops_step(c, (double)N);
     bench_line(o->impl, c->name,
                " reps=%d median_ms=%.3f min_ms=%.3f fb_ms=%.3f opt_ms=%.3f tokens=%lld tok_s=%.0f"
-               " gflop=%.3f gflops=%.1f params=%zu batch=%lld loss=%.4f",
+               " gflop=%.3f gflops=%.1f params=%zu batch=%lld loss=%.4f compute=%s",
                reps, 1e3 * med, 1e3 * ts[0], 1e3 * mfb, 1e3 * mop, (long long)res.count,
                (double)res.count / med, flop * 1e-9, flop * 1e-9 / med, m.num_floats, (long long)N,
-               res.loss);
+               res.loss, tfm_compute_type_name(o->compute));
     rc = 0;
     goto done;
 fail:
@@ -206,8 +212,9 @@ static int parse_batch(void *ctx, int argc, char **argv, int i) {
 }
 
 static const char USAGE[] =
-    "usage: bench_train [--case NAME]... [--batch N] [--min-time SEC] [--min-reps R]\n"
-    "                   [--max-reps R] [--warmup W] [--impl NAME]\n"
+    "usage: bench_train [--case NAME]... [--batch N] [--compute-type f32|bf16]\n"
+    "                   [--min-time SEC] [--min-reps R] [--max-reps R] [--warmup W]\n"
+    "                   [--impl NAME]\n"
     "       bench_train --list | --info\n";
 
 int main(int argc, char **argv) {
@@ -216,7 +223,8 @@ int main(int argc, char **argv) {
     const char *names[NCASES];
     for (int i = 0; i < NCASES; i++) names[i] = CASES[i].name;
     const bench_prog prog = {.name = "bench_train", .usage = USAGE, .case_names = names,
-                             .ncase_names = NCASES, .extra = parse_batch, .extra_ctx = &batch};
+                             .ncase_names = NCASES, .extra = parse_batch, .extra_ctx = &batch,
+                             .compute_type = true};
     int rc = bench_parse(&prog, argc, argv, &o);
     if (rc >= 0) return rc;
     if (o.warmup < 1) o.warmup = 1; /* the first step sizes the workspaces */

@@ -1,11 +1,20 @@
 #!/usr/bin/env python3
 """bench_train_torch.py — the training-step cases of bench_train.c with PyTorch.
 
-Usage: bench_train_torch.py [--case NAME]... [--batch N] [--min-time SEC] [--min-reps R]
-                            [--max-reps R] [--warmup W] [--no-pad-masks] [--impl NAME]
-  default: every case, its own batch size, min-time 2 s, min-reps 5, max-reps 10000,
-  warm-up 2 steps, impl torch. Works with torch 2.x (pip) and 1.13 (Debian's
-  python3-torch); bench/run_train.sh runs both.
+Usage: bench_train_torch.py [--case NAME]... [--batch N] [--mode fp32|autocast-bf16]
+                            [--kernels] [--min-time SEC] [--min-reps R] [--max-reps R]
+                            [--warmup W] [--no-pad-masks] [--impl NAME]
+  default: every case, its own batch size, mode fp32, min-time 2 s, min-reps 5,
+  max-reps 10000, warm-up 2 steps, impl torch. Works with torch 2.x (pip) and 1.13
+  (Debian's python3-torch); bench/run_train.sh runs both (autocast-bf16 under 2.x only).
+
+Modes: fp32; autocast-bf16: forward and loss under torch.autocast("cpu",
+dtype=torch.bfloat16), backward outside it (autograd runs each product's backward in
+the dtype its forward used), FP32 master weights, gradients and Adam — PyTorch's mixed
+precision recipe (bf16 needs no loss scaling), the counterpart of tfm's compute type
+bf16 (bench_train --compute-type bf16). --kernels: after timing, one more step's
+forward + backward under the profiler and oneDNN's and MKL's verbose modes, summed up
+on a '# kernels' line (bench_common.kernel_line).
 
 The model is the one tfm's src/model/seq2seq.c implements, from stock modules
 (bench_common.Seq2Seq: tied embeddings and generator, sinusoidal positions,
@@ -30,6 +39,7 @@ Output: '#' lines (torch version, threads, BLAS, environment), then one line per
 in bench_train's format (impl= the --impl name):
   BENCH impl=torch case=demo reps=57 median_ms=12.345 min_ms=12.001 fb_ms=11.0 opt_ms=1.3
         tokens=704 tok_s=57020 gflop=1.234 gflops=99.9 params=123456 batch=64 loss=5.61
+        mode=fp32
 
 Legend: N batch, S source length, L target length, E d_model, H heads, F feed-forward
 width, V vocabulary (259), R = N · L target rows.
@@ -107,13 +117,18 @@ def run_case(name, args):
     tokens = int((labels != PAD).sum())
     params = sum(p.numel() for p in model.parameters())  # tied weight counted once
 
+    def forward_backward():
+        opt.zero_grad()
+        with bc.autocast(args.mode):
+            logits = forward(model, src, tgt_in, tgt_mask, src_kpm, tgt_kpm)  # (N, L, V)
+            loss = F.cross_entropy(logits.reshape(-1, VOCAB), labels, ignore_index=PAD,
+                                   label_smoothing=SMOOTHING)
+        loss.backward()
+        return loss
+
     def step():
         t0 = time.perf_counter()
-        opt.zero_grad()
-        logits = forward(model, src, tgt_in, tgt_mask, src_kpm, tgt_kpm)  # (N, L, V)
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), labels, ignore_index=PAD,
-                               label_smoothing=SMOOTHING)
-        loss.backward()
+        loss = forward_backward()
         t1 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         opt.step()
@@ -131,13 +146,15 @@ def run_case(name, args):
     for _ in range(args.warmup):
         step()
     ts, loss = bc.time_loop(timed_step, args.min_time, args.min_reps, args.max_reps)
+    if args.kernels:
+        bc.kernel_line(args, name, forward_backward)
     med = statistics.median(ts)
     flop = flops_step(E, enc, dec, Fw, N, S, L)
     bc.bench_line(args, name, f"{bc.stats_kv(ts)} fb_ms={1e3 * statistics.median(tfb):.3f} "
                   f"opt_ms={1e3 * statistics.median(top):.3f} tokens={tokens} "
                   f"tok_s={tokens / med:.0f} gflop={flop * 1e-9:.3f} "
                   f"gflops={flop * 1e-9 / med:.1f} params={params} batch={N} "
-                  f"loss={loss.item():.4f}")
+                  f"loss={loss.item():.4f} mode={args.mode}")
 
 
 def main():
@@ -145,8 +162,10 @@ def main():
     p.add_argument("--case", action="append", choices=list(CASES))
     p.add_argument("--batch", type=int, default=0)
     p.add_argument("--no-pad-masks", action="store_true")
+    bc.add_mode(p, ["fp32", "autocast-bf16"])
     args = bc.parse(p, min_warmup=1)
-    bc.header(args, f" pad_masks={'no' if args.no_pad_masks else 'yes'}")
+    bc.header(args, f" pad_masks={'no' if args.no_pad_masks else 'yes'} mode={args.mode}" +
+              bc.mode_info())
     for name in args.case or CASES:
         run_case(name, args)
 

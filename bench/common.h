@@ -5,10 +5,13 @@
  *   --case NAME (repeatable)  --min-time SEC  --min-reps R  --max-reps R  --warmup W
  *   --impl NAME (the impl= of the output lines, default tfm)
  *   --list (the case names, one a line)  --info (the '#' header line only)  -h/--help
+ *   --compute-type f32|bf16 (benchmarks whose bench_prog sets compute_type: what the
+ *     matrix products compute in, tfm_compute_type; the '#' line then carries compute=,
+ *     and so does each of the benchmark's BENCH lines)
  * A benchmark's own options go through its `extra` callback (see bench_parse).
  *
- * Output: a '#' header line first (impl, SIMD path, GEMM backend, threads, timing options,
- * then the benchmark's own keys), then one line per case:
+ * Output: a '#' header line first (impl, SIMD path, bf16 path, GEMM backend, threads,
+ * timing options, then the benchmark's own keys), then one line per case:
  *   BENCH impl=tfm case=NAME key=value ...
  * bench/lib.sh reads the lines by key, so the order of the keys does not matter.
  */
@@ -75,6 +78,8 @@ typedef struct bench_opts {
     const char *cases[BENCH_MAX_CASES]; /* --case names as given (0: all) */
     int ncases;
     bool info;                    /* --info: print the header line and stop */
+    tfm_compute_type compute;     /* --compute-type (default TFM_COMPUTE_F32) */
+    bool has_compute;             /* the benchmark takes --compute-type (set by bench_parse) */
 } bench_opts;
 
 /* The timing loop: `for (bench_loop l = bench_loop_start(o); bench_loop_more(&l); l.reps++)`
@@ -104,6 +109,7 @@ typedef struct bench_prog {
     int ncase_names;
     bench_extra_fn extra;           /* may be NULL */
     void *extra_ctx;
+    bool compute_type;              /* takes --compute-type */
 } bench_prog;
 
 static inline void bench_usage(const bench_prog *p, FILE *f) {
@@ -140,6 +146,12 @@ static inline int bench_parse(const bench_prog *p, int argc, char **argv, bench_
             o->max_reps = atoi(v), i++;
         } else if (v && !strcmp(a, "--warmup")) {
             o->warmup = atoi(v), i++;
+        } else if (v && p->compute_type && !strcmp(a, "--compute-type")) {
+            if (tfm_compute_type_from_name(v, &o->compute) != TFM_OK) {
+                fprintf(stderr, "%s: --compute-type: %s\n", p->name, tfm_last_error());
+                return 2;
+            }
+            i++;
         } else if (p->extra && (took = p->extra(p->extra_ctx, argc, argv, i)) > 0) {
             i += took - 1;
         } else {
@@ -147,6 +159,7 @@ static inline int bench_parse(const bench_prog *p, int argc, char **argv, bench_
             return 2;
         }
     }
+    o->has_compute = p->compute_type;
     if (o->min_reps < 1) o->min_reps = 1;
     if (o->max_reps < o->min_reps) o->max_reps = o->min_reps;
     if (o->warmup < 0) o->warmup = 0;
@@ -166,15 +179,17 @@ static inline void bench_vend_line(const char *fmt, va_list ap) {
     fflush(stdout);
 }
 
-/* The '#' header line: impl, the SIMD path, the GEMM backend, the thread settings, the
- * timing options, then the benchmark's own " key=value" pairs (fmt). */
+/* The '#' header line: impl, the SIMD path, how bf16 products run on it (tfm_bf16_path),
+ * the GEMM backend, the thread settings, the timing options, the compute type (if the
+ * benchmark takes --compute-type), then the benchmark's own " key=value" pairs (fmt). */
 static inline void bench_header(const bench_opts *o, const char *fmt, ...) {
     const char *omp = getenv("OMP_NUM_THREADS"), *obt = getenv("OPENBLAS_NUM_THREADS");
     const char *cpu = getenv("TFM_CPU");
-    printf("# impl=%s cpu_path=%s gemm=%s TFM_CPU=%s OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s "
-           "min_time=%g min_reps=%d warmup=%d",
-           o->impl, tfm_cpu_path(), tfm_gemm_backend(), cpu && *cpu ? cpu : "(unset)",
+    printf("# impl=%s cpu_path=%s bf16_path=%s gemm=%s TFM_CPU=%s OMP_NUM_THREADS=%s "
+           "OPENBLAS_NUM_THREADS=%s min_time=%g min_reps=%d warmup=%d",
+           o->impl, tfm_cpu_path(), tfm_bf16_path(), tfm_gemm_backend(), cpu && *cpu ? cpu : "(unset)",
            omp ? omp : "(unset)", obt ? obt : "(unset)", o->min_time, o->min_reps, o->warmup);
+    if (o->has_compute) printf(" compute=%s", tfm_compute_type_name(o->compute));
     va_list ap;
     va_start(ap, fmt);
     bench_vend_line(fmt, ap);

@@ -9,7 +9,11 @@
 #   TORCH1_PYTHON (PyTorch 1.13, default /usr/bin/python3: Debian's python3-torch),
 #   ncpu (online cores), OMP_NUM_THREADS (exported; default all cores) and omp_note,
 #   tmp (a directory removed on exit), cases (--case names), wait_idle (--wait-idle),
-#   BENCH_NAME (for messages), bench_busy and bench_failed (for bench_finish).
+#   compute (f32, bf16 or both: which compute types bench_run_case measures; f32 unless
+#   the runner takes --compute-type, see bench_set_compute), bf16_modes (the PyTorch
+#   modes the bf16 rows are measured against, default autocast-bf16), torch_extra
+#   (arguments for the PyTorch sides only, e.g. --kernels), BENCH_NAME (for messages), bench_busy and
+#   bench_failed (for bench_finish).
 bench_init() {
     BENCH_NAME=$1
     cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -22,8 +26,10 @@ bench_init() {
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$ncpu}
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    cases=() wait_idle=0 bench_busy="" bench_failed=""
+    cases=() wait_idle=0 bench_busy="" bench_failed="" compute=f32 torch_extra=()
+    bf16_modes=(autocast-bf16)
     torch_impls=() torch_pys=() torch_vers=() bench_torch_notes=() torch1_label="" torch2_label=""
+    torch_new="" torch_new_label=""
 }
 
 # ---- options ---------------------------------------------------------------------------
@@ -61,6 +67,15 @@ bench_arg() {
     esac
 }
 
+# bench_set_compute VALUE: the runner's --compute-type: f32 (FP32 rows only), bf16 (the
+# bf16 rows, and tfm FP32 for their ratio) or both.
+bench_set_compute() {
+    case "$1" in
+        f32|bf16|both) compute=$1 ;;
+        *) echo "$BENCH_NAME: --compute-type: '$1' is not f32, bf16 or both" >&2; exit 2 ;;
+    esac
+}
+
 # ---- build ------------------------------------------------------------------------------
 # bench_build TARGET...: configure, then build the targets (and the library they link).
 # Sets blas_linked: the CBLAS the build links (TFM_BLAS of the CMake configuration); for
@@ -88,7 +103,9 @@ bench_build() {
 # bench_find_torch: the PyTorch builds to run, in this order: torch1 = TORCH1_PYTHON
 # (1.13), torch2 = PYTHON (2.x) unless it is the same version. Sets torch_impls,
 # torch_pys, torch_vers (arrays, one entry a build found), torch1_label and torch2_label
-# (major.minor, or empty when that build is not run) and bench_torch_notes (why not).
+# (major.minor, or empty when that build is not run), torch_new and torch_new_label (the
+# newest build found, torch2 if it runs: the one the bf16 modes are measured with; empty
+# if none) and bench_torch_notes (why not).
 bench_find_torch() {
     local impl py v
     for impl in torch1 torch2; do
@@ -104,6 +121,7 @@ bench_find_torch() {
         fi
         torch_impls+=("$impl") torch_pys+=("$py") torch_vers+=("$v")
         printf -v "${impl}_label" '%s' "$(echo "$v" | cut -d. -f1-2)"
+        torch_new=$impl torch_new_label=$(echo "$v" | cut -d. -f1-2)
     done
 }
 
@@ -117,28 +135,47 @@ bench_torch_sides() {
     done
 }
 
-# bench_run_cases SCRIPT ARG...: for each case, bench_side of $BENCH (tfm) then of
-# SCRIPT under each PyTorch build, back to back, so that the numbers of a row see the
-# same machine conditions (a shared machine drifts).
-bench_run_cases() {
-    local script=$1 c
-    shift
-    for c in "${cases[@]}"; do
-        bench_side tfm "$BENCH" "$@" --case "$c"
-        bench_torch_sides "$script" "$@" --case "$c"
+# bench_run_case SCRIPT CASE ARG...: one case, every side back to back, so that the
+# numbers of a row see the same machine conditions (a shared machine drifts): $BENCH
+# (impl tfm), SCRIPT under each PyTorch build (FP32; not when compute is bf16); then,
+# when compute is bf16 or both, $BENCH --compute-type bf16 (impl tfm_bf16) and SCRIPT
+# under the newest PyTorch in each mode of bf16_modes (impl torch_MODE, e.g.
+# torch_autocast-bf16). The PyTorch sides also get torch_extra.
+bench_run_case() {
+    local script=$1 c=$2 mode
+    shift 2
+    bench_side tfm "$BENCH" "$@" --case "$c"
+    [ "$compute" = bf16 ] || bench_torch_sides "$script" "$@" "${torch_extra[@]}" --case "$c"
+    [ "$compute" != f32 ] || return 0
+    bench_side tfm_bf16 "$BENCH" --impl tfm_bf16 --compute-type bf16 "$@" --case "$c"
+    [ -n "$torch_new" ] || return 0
+    for mode in "${bf16_modes[@]}"; do
+        bench_side "torch_$mode" "${torch_pys[${#torch_pys[@]} - 1]}" "bench/$script" \
+            --impl "torch_$mode" --mode "$mode" "$@" "${torch_extra[@]}" --case "$c"
     done
 }
 
+# bench_run_cases SCRIPT ARG...: bench_run_case for each case.
+bench_run_cases() {
+    local script=$1 c
+    shift
+    for c in "${cases[@]}"; do bench_run_case "$script" "$c" "$@"; done
+}
+
 # ---- the report header ---------------------------------------------------------------
-# bench_report TITLE BINARY: date, CPU, cores, load, thread and OpenBLAS settings, tfm's
-# commit, SIMD path and GEMM backend as the library reports them at run time (BINARY
-# --info prints cpu_path= and gemm=, under the TFM_CPU the runs see), the CBLAS linked,
-# the PyTorch builds.
+# bench_report TITLE BINARY: date, CPU (model name, and its bf16 instructions), cores,
+# load, thread and OpenBLAS settings, tfm's commit, SIMD path, bf16 path and GEMM backend
+# as the library reports them at run time (BINARY --info prints cpu_path=, bf16_path=
+# and gemm=, under the TFM_CPU the runs see), the CBLAS linked, the PyTorch builds.
 bench_report() {
-    local info simd gemm i
+    local info simd bf16 gemm i flag flags=""
     info=$("$2" --info 2>&1)
     simd=$(sed -n 's/.* cpu_path=\([^ ]*\).*/\1/p' <<<"$info")
+    bf16=$(sed -n 's/.* bf16_path=\([^ ]*\).*/\1/p' <<<"$info")
     gemm=$(sed -n 's/.* gemm=\([^ ]*\).*/\1/p' <<<"$info")
+    for flag in avx512_bf16 amx_bf16 amx_tile; do
+        grep -q -m1 -w "$flag" /proc/cpuinfo && flags="$flags $flag" || flags="$flags no-$flag"
+    done
     echo "== $1"
     echo "date:               $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "cpu:                $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" \
@@ -150,7 +187,9 @@ bench_report() {
     echo "OPENBLAS_NUM_THREADS: ${OPENBLAS_NUM_THREADS:-(unset)}"
     echo "tfm:                $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD \
         -- src include 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "cpu bf16:          $flags (/proc/cpuinfo; a hypervisor may hide AMX)"
     echo "tfm SIMD path:      ${simd:-?} (TFM_CPU=${TFM_CPU:-(unset): the best this CPU supports})"
+    echo "tfm bf16 path:      ${bf16:-?} (tfm_bf16_path: how compute type bf16 runs its products here)"
     echo "tfm GEMM:           ${gemm:-?} (tfm_gemm_backend at run time; CBLAS linked: $blas_linked)"
     for i in "${!torch_impls[@]}"; do
         echo "${torch_impls[i]}:             torch ${torch_vers[i]} (${torch_pys[i]})"
@@ -241,6 +280,15 @@ bench_table() {
         # a torch build'"'"'s cell: its value, FAILED if it ran and has none, n/a if not run
         function tcell(label, x) { return x != "" ? x : (label != "" ? "FAILED" : "n/a") }
         '"$prog" "$tmp"/*.txt || bench_failed="$bench_failed table"
+}
+
+# bench_kernels TITLE: TITLE, then the '# kernels' lines of the PyTorch sides
+# (bench_common.kernel_line: one untimed call each) without their '# kernels impl='
+# prefix; nothing if there are none.
+bench_kernels() {
+    local lines
+    lines=$(sed -n 's/^# kernels impl=\([^ ]*\) /  \1 /p' "$tmp"/torch*.txt 2>/dev/null)
+    [ -z "$lines" ] || printf '\n%s\n%s\n' "$1" "$lines"
 }
 
 # bench_finish: the busy-CPU warning; exit status 1 if any side failed.

@@ -2,13 +2,22 @@
 # run.sh — tfm's forward pass beside PyTorch 1.13 and 2.x, in one run: build bench_tfm
 # and peak_fma, measure the machine's FP32 peak, then case by case run bench_tfm (C),
 # bench_torch.py under PyTorch 1.13 and under PyTorch 2.x back to back, and print one
-# table with both ratios and tfm's share of the peak. Rows measured while other
-# processes used the CPU are flagged.
+# table with both ratios and tfm's share of the peak; then the bf16 table: tfm's compute
+# type bf16 (bench_tfm --compute-type bf16) beside PyTorch 2.x's autocast bf16 (FP32
+# weights) and bf16 weights (module.to(bfloat16)), measured right after the case's FP32
+# sides; then what PyTorch ran (bench_torch.py --kernels: top ops, oneDNN primitives,
+# MKL calls, from one untimed call per side). Rows measured while other processes used
+# the CPU are flagged.
 #
-# Usage: bash bench/run.sh [--quick] [--case NAME]... [--threads-scaling] [--wait-idle SEC]
+# Usage: bash bench/run.sh [--quick] [--case NAME]... [--compute-type f32|bf16|both]
+#                          [--threads-scaling] [--wait-idle SEC]
 #   --quick       short run: each case timed for >= 0.25 s and >= 3 forwards, peak best
 #                 of 3 (default: >= 2 s and >= 5 forwards, peak best of 10)
 #   --case NAME   only this case (repeatable): transformer mha encoder6 mha_long
+#                 bert384 bert768 (BERT-style gelu encoders, see bench/bench_tfm.c)
+#   --compute-type f32|bf16|both  which tables (default both): f32 the FP32 table only
+#                 (as before bf16); bf16 the bf16 table only (tfm FP32 still runs for
+#                 its bf16/FP32 ratio, PyTorch FP32 does not)
 #   --threads-scaling  also run tfm's encoder6 with OMP_NUM_THREADS=1 and print the
 #                 speed-up of OMP_NUM_THREADS threads over one (adds encoder6 to the
 #                 cases; done anyway whenever encoder6 runs on more than one thread)
@@ -19,17 +28,20 @@
 #   cores, exported to every side); TFM_CPU (tfm's SIMD path); OPENBLAS_CORETYPE and
 #   the like are passed through unchanged and reported.
 #
+# The bf16 modes run under PyTorch 2.x (the newest build found) only.
 # Exit status: non-zero if the build or any benchmark fails. A PyTorch that cannot be
 # imported is said plainly and its columns read n/a (exit 0).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_init run.sh
 
-timing=(--min-time 2 --min-reps 5) peak_reps=10 scaling=0
+timing=(--min-time 2 --min-reps 5) peak_reps=10 scaling=0 compute=both
+bf16_modes=(autocast-bf16 bf16-weights) torch_extra=(--kernels)
 own_option() {
     case "$1" in
         --quick) timing=(--min-time 0.25 --min-reps 3) peak_reps=3 bench_used=1 ;;
         --threads-scaling) scaling=1 bench_used=1 ;;
+        --compute-type) bench_need_value "$@"; bench_set_compute "$2"; bench_used=2 ;;
     esac
 }
 bench_args own_option "$@"
@@ -45,7 +57,7 @@ elif [ "$scaling" = 1 ]; then
     cases+=(encoder6)
 fi
 bench_find_torch
-bench_report "tfm vs PyTorch, forward pass (eval), FP32" "$BENCH"
+bench_report "tfm vs PyTorch, forward pass (eval), compute types: $compute (f32 = FP32)" "$BENCH"
 echo "timing:             warm-up, then >= ${timing[1]} s and >= ${timing[3]} forwards; median"
 
 # ---- the FP32 peak: FMA chains on OMP_NUM_THREADS threads (bench/peak_fma.c) ---------
@@ -85,10 +97,9 @@ fi
 
 # ---- run every side, case by case ----------------------------------------------------
 # Back to back, so that the numbers of a row see the same machine conditions (a shared
-# machine drifts).
+# machine drifts): bench_run_case (lib.sh) runs the FP32 and the bf16 sides.
 for c in "${cases[@]}"; do
-    bench_side tfm "$BENCH" "${timing[@]}" --case "$c"
-    bench_torch_sides bench_torch.py "${timing[@]}" --case "$c"
+    bench_run_case bench_torch.py "$c" "${timing[@]}"
     if [ "$c" = encoder6 ] && [ "$scaling" = 1 ]; then
         OMP_NUM_THREADS=1 bench_side tfm1 "$BENCH" --impl tfm1 "${timing[@]}" --case "$c"
     fi
@@ -97,8 +108,8 @@ done
 measure_peak
 best_peak
 
-# ---- table -----------------------------------------------------------------------------
-bench_table '
+# ---- tables ----------------------------------------------------------------------------
+[ "$compute" = bf16 ] || bench_table '
     END {
         fmt = "%-12s %10s %10s %9s %10s %9s %12s %7s\n"
         printf fmt, "case", "tfm ms", "t" dflt(t1, "1.13") " ms", dflt(t1, "1.13") "/tfm",
@@ -122,5 +133,30 @@ bench_table '
             printf "threads scaling, tfm encoder6: %s ms on 1 thread, %s ms on %d: speed-up %s (ideal %dx)\n",
                    t1ms, dflt(tnms, "FAILED"), threads, ratio(t1ms, tnms), threads
     }' peak="$peak" peak_threads="$peak_threads" threads="$OMP_NUM_THREADS"
+
+# bf16: tfm's compute type bf16 beside its FP32 and PyTorch 2.x's two bf16 modes (tn: the
+# newest PyTorch, the one bench_run_case measured them with)
+[ "$compute" = f32 ] || bench_table '
+    END {
+        fmt = "%-12s %9s %9s %8s %10s %8s %11s %9s %12s\n"
+        T = "t" dflt(tn, "2.x")
+        printf fmt, "bf16 case", "tfm f32", "tfm bf16", "f32/bf16", T " ac", "ac/tfm", T " bf16w",
+               "bf16w/tfm", T " f32/ac"
+        for (i = 1; i <= n; i++) {
+            c = order[i]
+            tf = get("tfm", c, "median_ms"); tb = get("tfm_bf16", c, "median_ms")
+            ac = get("torch_autocast-bf16", c, "median_ms"); bw = get("torch_bf16-weights", c, "median_ms")
+            pf = get(tnimpl, c, "median_ms")
+            printf fmt, c, dflt(tf, "FAILED"), dflt(tb, "FAILED"), ratio(tf, tb), tcell(tn, ac),
+                   ratio(ac, tb), tcell(tn, bw), ratio(bw, tb), ratio(pf, ac)
+        }
+        print "(median ms per forward; f32/bf16 = tfm FP32 time over tfm bf16 time, > 1 means bf16 is"
+        print " faster; ac = PyTorch autocast bf16 (FP32 weights), bf16w = bf16 weights and inputs;"
+        print " X/tfm = PyTorch X time over tfm bf16 time, > 1 means tfm is faster; f32/ac = PyTorch'"'"'s"
+        print " own FP32 time over its autocast time; tfm bf16 path: " bf16path ")"
+    }' tn="$torch_new_label" tnimpl="$torch_new" \
+    bf16path="$("$BENCH" --info | sed -n 's/.* bf16_path=\([^ ]*\).*/\1/p')"
+
+bench_kernels "PyTorch kernels (one untimed call per side, bench_torch.py --kernels: ops by self CPU time; oneDNN primitives; MKL calls):"
 
 bench_finish
