@@ -34,6 +34,11 @@ typedef struct attn_args {
                                     a KV cache holds S of its T rows per batch */
     const attn_bias *bias;       /* or NULL */
     float dropout;               /* probability of zeroing a weight; 0 = none */
+    bool bf16;                   /* products on bf16 operands (TFM_COMPUTE_BF16): Q, K, V,
+                                    P, and in backward dO and dS rounded to bf16 where a
+                                    product reads them, FP32 accumulation; the softmax
+                                    statistics (max, sum, lse, δ) stay FP32. Set by
+                                    attention_forward/backward from the compute scope. */
     uint64_t dropout_seed;       /* element (n, h, i, j) uses index ((n·H + h)·L + i)·S + j */
 } attn_args;
 

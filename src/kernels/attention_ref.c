@@ -8,6 +8,8 @@
  * Per item the thread transposes K_h (and V_h in backward) once, (D, S), so the inner
  * loops run along contiguous memory; then it handles one query row of S scores at a
  * time: memory per thread is O(D·S), never O(L·S).
+ * In bf16 compute (a->bf16) every product's operands are rounded to bf16 where it reads
+ * them, as the tiled kernels do.
  * Legend: N batch, H heads, L queries, S keys, D head dim.
  */
 #include "kernels/attention.h"
@@ -18,21 +20,26 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/threads.h"
+#include "kernels/bf16.h"
 
 #define ATT_BQ 64
 
-/* xT (D, S) = head h of x (S, ld) transposed. */
-static void transpose_head(float *xT, const float *x, int64_t ld, int64_t S, int64_t D) {
+/* x as a product's operand: rounded to bf16 in bf16 compute. */
+static inline float op(const attn_args *a, float x) { return a->bf16 ? bf16_round(x) : x; }
+
+/* xT (D, S) = head h of x (S, ld) transposed (as operands). */
+static void transpose_head(const attn_args *a, float *xT, const float *x, int64_t ld, int64_t S,
+                           int64_t D) {
     for (int64_t j = 0; j < S; j++)
-        for (int64_t d = 0; d < D; d++) xT[d * S + j] = x[j * ld + d];
+        for (int64_t d = 0; d < D; d++) xT[d * S + j] = op(a, x[j * ld + d]);
 }
 
 /* s (S) = a_i · bT (D, S) · scale: one row of a product with a transposed operand. */
-static inline void row_times(float *s, const float *ai, const float *bT, int64_t S, int64_t D,
-                             float scale) {
+static inline void row_times(const attn_args *a, float *s, const float *ai, const float *bT,
+                             int64_t S, int64_t D, float scale) {
     memset(s, 0, (size_t)S * sizeof(float));
     for (int64_t d = 0; d < D; d++) {
-        float ad = ai[d] * scale;
+        float ad = op(a, ai[d]) * scale;
         const float *bd = bT + d * S;
         for (int64_t j = 0; j < S; j++) s[j] += ad * bd[j];
     }
@@ -50,7 +57,7 @@ static inline const float *v_of(const attn_args *a, int64_t n) {
 static inline void scores(float *s, const attn_args *a, const float *kT, int64_t n, int64_t h,
                           int64_t i, float scale) {
     const int64_t S = a->S, H = a->H, L = a->L;
-    row_times(s, a->q + (n * L + i) * a->ldq + h * a->D, kT, S, a->D, scale);
+    row_times(a, s, a->q + (n * L + i) * a->ldq + h * a->D, kT, S, a->D, scale);
     const attn_bias *b = a->bias;
     if (!b) return;
     const int64_t Sm = b->masked_cols;
@@ -66,22 +73,31 @@ static inline void scores(float *s, const attn_args *a, const float *kT, int64_t
         for (int64_t j = i + 1; j < Sm; j++) s[j] = -INFINITY;
 }
 
-/* In place: s (S) becomes softmax(s); returns log Σ exp(s), −inf for a fully masked
- * row (then s is all zeros). A NaN score makes the whole row NaN, as in PyTorch (the
- * max takes it in, and every exp(s − NaN) is NaN). */
-static inline float softmax_row(float *s, int64_t S) {
+/* In place: s (S) becomes exp(s − max) and *sum their sum; returns the max, −inf for a
+ * fully masked row (then s is all zeros). A NaN score makes the whole row NaN, as in
+ * PyTorch (the max takes it in, and every exp(s − NaN) is NaN). */
+static inline float exp_row(float *s, int64_t S, float *sum) {
     float m = -INFINITY;
     for (int64_t j = 0; j < S; j++)
         if (s[j] > m || s[j] != s[j]) m = s[j] != s[j] || m != m ? NAN : s[j];
+    *sum = 0.0f;
     if (m == -INFINITY) {
         memset(s, 0, (size_t)S * sizeof(float));
         return -INFINITY;
     }
-    float sum = 0.0f;
     for (int64_t j = 0; j < S; j++) {
         s[j] = expf(s[j] - m);
-        sum += s[j];
+        *sum += s[j];
     }
+    return m;
+}
+
+/* In place: s (S) becomes softmax(s); returns log Σ exp(s), −inf for a fully masked row
+ * (then s is all zeros). */
+static inline float softmax_row(float *s, int64_t S) {
+    float sum;
+    const float m = exp_row(s, S, &sum);
+    if (m == -INFINITY) return -INFINITY;
     float inv = 1.0f / sum;
     for (int64_t j = 0; j < S; j++) s[j] *= inv;
     return m + logf(sum);
@@ -94,13 +110,13 @@ static inline void dropout_row(float *p, const attn_args *a, int64_t n, int64_t 
 }
 
 /* o (D) = Σ_j p_j v_j over V_h rows (S, ldv). */
-static inline void weighted_sum(float *o, const float *p, const float *vb, int64_t ldv, int64_t S,
-                                int64_t D) {
+static inline void weighted_sum(const attn_args *a, float *o, const float *p, const float *vb,
+                                int64_t ldv, int64_t S, int64_t D) {
     memset(o, 0, (size_t)D * sizeof(float));
     for (int64_t j = 0; j < S; j++) {
-        const float pj = p[j];
+        const float pj = op(a, p[j]);
         const float *vj = vb + j * ldv;
-        for (int64_t d = 0; d < D; d++) o[d] += pj * vj[d];
+        for (int64_t d = 0; d < D; d++) o[d] += pj * op(a, vj[d]);
     }
 }
 
@@ -112,11 +128,26 @@ static void forward_rows(const attn_args *a, float *out, int64_t ldo, float *wei
     const float *vb = v_of(a, n) + h * D;
     for (int64_t i = i0; i < i1; i++) {
         scores(s, a, kT, n, h, i, scale);
+        float *o = out + (n * L + i) * ldo + h * D;
+        if (a->bf16) {
+            /* As the kernels: P·V on the unnormalised weights exp(s − max) (rounded to
+             * bf16 as the product's operand), divided by their sum after. */
+            float sum;
+            const float m = exp_row(s, S, &sum);
+            if (lse) lse[(n * H + h) * L + i] = m == -INFINITY ? m : m + logf(sum);
+            if (a->dropout > 0.0f) dropout_row(s, a, n, h, i);
+            const float inv = m == -INFINITY ? 0.0f : 1.0f / sum;
+            if (weights)
+                for (int64_t j = 0; j < S; j++) weights[((n * H + h) * L + i) * S + j] = s[j] * inv;
+            weighted_sum(a, o, s, vb, a->ldv, S, D);
+            for (int64_t d = 0; d < D; d++) o[d] *= inv;
+            continue;
+        }
         float l = softmax_row(s, S);
         if (lse) lse[(n * H + h) * L + i] = l;
         if (a->dropout > 0.0f) dropout_row(s, a, n, h, i);
         if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
-        weighted_sum(out + (n * L + i) * ldo + h * D, s, vb, a->ldv, S, D);
+        weighted_sum(a, o, s, vb, a->ldv, S, D);
     }
 }
 
@@ -142,7 +173,7 @@ tfm_status attention_forward_reference(const attn_args *a, float *out, int64_t l
         for (int64_t it = 0; it < items; it++) {
             const int64_t nh = it / nqb, qb = it % nqb, n = nh / H, h = nh % H;
             if (nh != last_nh) {
-                transpose_head(kT, k_of(a, n) + h * D, a->ldk, S, D);
+                transpose_head(a, kT, k_of(a, n) + h * D, a->ldk, S, D);
                 last_nh = nh;
             }
             const int64_t i0 = qb * ATT_BQ, i1 = i0 + ATT_BQ < L ? i0 + ATT_BQ : L;
@@ -153,7 +184,8 @@ tfm_status attention_forward_reference(const attn_args *a, float *out, int64_t l
     return TFM_OK;
 }
 
-/* All query rows of batch n, head h. kT, vT (D, S); p, dp (S) scratch. */
+/* All query rows of batch n, head h. kT, vT (D, S); p, dp (S) scratch. δ_i = rowsum(P∘dP)
+ * (the tiled kernels' bf16 δ; in FP32 they take dO_i·O_i, equal but for rounding). */
 static void backward_head(const attn_args *a, const float *lse, const float *dout, int64_t lddo,
                           float *dq, int64_t lddq, float *dk, int64_t lddk, float *dv,
                           int64_t lddv, const float *kT, const float *vT, int64_t n, int64_t h,
@@ -169,7 +201,7 @@ static void backward_head(const attn_args *a, const float *lse, const float *dou
         float *dqi = dq + (n * L + i) * lddq + h * D;
         scores(p, a, kT, n, h, i, scale);
         for (int64_t j = 0; j < S; j++) p[j] = expf(p[j] - l); /* P, as forward had it */
-        row_times(dp, doi, vT, S, D, 1.0f);                    /* dP' = dO_i · Vᵀ */
+        row_times(a, dp, doi, vT, S, D, 1.0f);                 /* dP' = dO_i · Vᵀ */
         uint64_t base = (uint64_t)(((n * H + h) * L + i) * S);
         float rowsum = 0.0f;
         for (int64_t j = 0; j < S; j++) {
@@ -178,18 +210,18 @@ static void backward_head(const attn_args *a, const float *lse, const float *dou
                              : 1.0f;
             const float pj = p[j], pdj = pj * keep;
             float *dvj = dvb + j * lddv; /* dV_j += P'_ij · dO_i */
-            for (int64_t d = 0; d < D; d++) dvj[d] += pdj * doi[d];
+            for (int64_t d = 0; d < D; d++) dvj[d] += op(a, pdj) * op(a, doi[d]);
             dp[j] *= keep;               /* dP = dP' ∘ dropout factors */
             rowsum += pj * dp[j];
         }
         for (int64_t j = 0; j < S; j++) {
-            const float dsj = p[j] * (dp[j] - rowsum) * scale; /* dS_ij / √D */
+            const float dsj = op(a, p[j] * (dp[j] - rowsum) * scale); /* dS_ij / √D */
             if (dsj == 0.0f) continue;
             const float *kj = kb + j * a->ldk;
             float *dkj = dkb + j * lddk;
             for (int64_t d = 0; d < D; d++) {
-                dqi[d] += dsj * kj[d];
-                dkj[d] += dsj * qi[d];
+                dqi[d] += dsj * op(a, kj[d]);
+                dkj[d] += dsj * op(a, qi[d]);
             }
         }
     }
@@ -216,8 +248,8 @@ tfm_status attention_backward_reference(const attn_args *a, const float *lse, co
 #pragma omp for schedule(static)
         for (int64_t nh = 0; nh < N * H; nh++) {
             const int64_t n = nh / H, h = nh % H;
-            transpose_head(kT, k_of(a, n) + h * D, a->ldk, S, D);
-            transpose_head(vT, v_of(a, n) + h * D, a->ldv, S, D);
+            transpose_head(a, kT, k_of(a, n) + h * D, a->ldk, S, D);
+            transpose_head(a, vT, v_of(a, n) + h * D, a->ldv, S, D);
             backward_head(a, lse, dout, lddo, dq, lddq, dk, lddk, dv, lddv, kT, vT, n, h, scale, p,
                           dp);
         }

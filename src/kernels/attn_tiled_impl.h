@@ -13,8 +13,8 @@
  * O += P·V. At the end O /= l and lse = m + log l is saved for backward. Memory per
  * thread: the head's K and V packed (O(S·D)) and one score block — never L × S.
  * Backward, per (n, h): for each key block, for each query block, recompute P from lse,
- * dP = dO·Vᵀ, dV += Pᵀ·dO, dS = P∘(dP − δ)·scale with δ_i = dO_i·O_i, dQ += dS·K,
- * dK += dSᵀ·Q. One thread owns a whole head, in a fixed order: results do not depend on
+ * dP = dO·Vᵀ, dV += Pᵀ·dO, dS = P∘(dP − δ)·scale with δ_i = dO_i·O_i (bf16 compute:
+ * Σ_j P_ij·dP_ij, from a first pass, see delta_pass), dQ += dS·K, dK += dSᵀ·Q. One thread owns a whole head, in a fixed order: results do not depend on
  * the thread count.
  * All products go through one register-tiled micro-kernel (tile()): C (MR × NV vectors)
  * += A·B with A read by strides (so Pᵀ and dSᵀ need no transposed copy) and B rows
@@ -29,6 +29,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "kernels/attn_tiled.h"
+#include "kernels/bf16.h"
 #include "kernels/elementwise_isa.h" /* ew_drop, ew_drop_factor: dropout's one decision */
 
 #define ATT_BQ (12 * ATT_MR) /* queries per block: whole register tiles (72 or 48) */
@@ -53,6 +54,23 @@ ATT_INLINE float vsum(vf v) {
     float s = 0.0f;
     for (int k = 0; k < ATT_VW; k++) s += v[k];
     return s;
+}
+
+/* bf16 compute (attn_args.bf16): x rounded to the nearest bf16, ties to even, NaN kept a
+ * (quiet) NaN: kernels/bf16.h's bf16_round, lane by lane. */
+typedef uint32_t vu __attribute__((vector_size(ATT_VW * sizeof(uint32_t))));
+ATT_INLINE vf vbf16(vf x) {
+    const vu u = (vu)x;
+    const vu r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    const vu nan = (vu)((u & 0x7fffffffu) > 0x7f800000u);
+    return (vf)((r & ~nan) | ((u | 0x400000u) & 0xffff0000u & nan));
+}
+
+/* x (n) rounded to bf16 in place. */
+static void round_bf16(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + ATT_VW <= n; i += ATT_VW) vstore(x + i, vbf16(vload(x + i)));
+    for (; i < n; i++) x[i] = bf16_round(x[i]);
 }
 
 /* e^x lane by lane (Cephes-style: x = n·ln2 + r, a degree-6 polynomial in r, times 2^n),
@@ -241,11 +259,12 @@ ATT_INLINE void add_masks(float *s, int64_t lds, const attn_args *a, int64_t n, 
 }
 
 /* s (bq, ATT_BK) = block scores of queries [i0, i0+bq) and keys [j0, j0+bk) of (n, h):
- * q·k·scale + every mask; columns bk..ATT_BK become −inf. kT: the block's panel. */
-static void block_scores(float *s, const attn_args *a, const float *kT, int64_t n, int64_t h,
-                         int64_t i0, int64_t bq, int64_t j0, int64_t bk, float scale) {
-    const float *q = a->q + (n * a->L + i0) * a->ldq + h * a->D;
-    block_product(bq, ATT_BK, a->D, q, a->ldq, 1, kT, ATT_BK, s, ATT_BK, 0, scale);
+ * q·k·scale + every mask; columns bk..ATT_BK become −inf. q (bq, ldq): the block's
+ * query rows (head h's columns); kT: the block's panel. */
+static void block_scores(float *s, const attn_args *a, const float *q, int64_t ldq,
+                         const float *kT, int64_t n, int64_t h, int64_t i0, int64_t bq,
+                         int64_t j0, int64_t bk, float scale) {
+    block_product(bq, ATT_BK, a->D, q, ldq, 1, kT, ATT_BK, s, ATT_BK, 0, scale);
     const int64_t Sm = a->bias ? a->bias->masked_cols : 0;
     const int64_t jm = Sm - j0 < bk ? (Sm - j0 > 0 ? Sm - j0 : 0) : bk; /* masked: [0, jm) */
     for (int64_t r = 0; r < bq; r++)
@@ -335,6 +354,7 @@ typedef struct fwd_scratch {
     float *s;       /* score block (BQ, BK); for forward_row, one row of scores (Sp) */
     float *o;       /* output accumulator (BQ, Dp) */
     float *m, *l;   /* running max and sum per query row (BQ) */
+    float *qb;      /* bf16 compute: the block's queries rounded (BQ, D); forward_row: (D) */
 } fwd_scratch;
 
 /* A thread's forward scratch laid out from base (NULL: only sized); returns its size in
@@ -344,6 +364,7 @@ static size_t forward_layout(fwd_scratch *f, float *base, int64_t S, int64_t D, 
     size_t at = 0;
     if (few) {
         *f = (fwd_scratch){.s = carve(base, &at, Sp)};
+        f->qb = carve(base, &at, D);
         return at + ATT_GAP;
     }
     f->kT = carve(base, &at, Sp * D);
@@ -352,6 +373,7 @@ static size_t forward_layout(fwd_scratch *f, float *base, int64_t S, int64_t D, 
     f->o = carve(base, &at, ATT_BQ * Dp);
     f->m = carve(base, &at, ATT_BQ);
     f->l = carve(base, &at, ATT_BQ);
+    f->qb = carve(base, &at, ATT_BQ * D);
     return at + ATT_GAP;
 }
 
@@ -374,6 +396,21 @@ static void online_row(fwd_scratch *f, int64_t r, float *s, int64_t Dp) {
     f->m[r] = m_new;
 }
 
+/* The query rows [i0, i0+bq) of (n, h) as the scores read them: in place, or in bf16
+ * compute rounded into f->qb; *ldq their stride. */
+static const float *block_queries(const attn_args *a, fwd_scratch *f, int64_t n, int64_t h,
+                                  int64_t i0, int64_t bq, int64_t *ldq) {
+    const float *q = a->q + (n * a->L + i0) * a->ldq + h * a->D;
+    *ldq = a->ldq;
+    if (!a->bf16) return q;
+    for (int64_t r = 0; r < bq; r++) {
+        memcpy(f->qb + r * a->D, q + r * a->ldq, (size_t)a->D * sizeof(float));
+        round_bf16(f->qb + r * a->D, a->D);
+    }
+    *ldq = a->D;
+    return f->qb;
+}
+
 /* Query rows [i0, i0+bq) of (n, h) against every key, the head already packed. */
 static void forward_block(const attn_args *a, const ew_drop *drop, fwd_scratch *f, float *out,
                           int64_t ldo, float *lse, int64_t n, int64_t h, int64_t i0, int64_t bq,
@@ -381,14 +418,17 @@ static void forward_block(const attn_args *a, const ew_drop *drop, fwd_scratch *
     const int64_t S = a->S, D = a->D, Dp = round_up(D, ATT_VW);
     for (int64_t r = 0; r < bq; r++) f->m[r] = -INFINITY, f->l[r] = 0.0f;
     memset(f->o, 0, (size_t)(bq * Dp) * sizeof(float));
+    int64_t ldq;
+    const float *q = block_queries(a, f, n, h, i0, bq, &ldq);
     for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
         const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
         if (block_all_causal(a, i0 + bq - 1, j0, bk)) continue;
-        block_scores(f->s, a, f->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
+        block_scores(f->s, a, q, ldq, f->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
         for (int64_t r = 0; r < bq; r++) {
             online_row(f, r, f->s + r * ATT_BK, Dp);
             if (drop) row_dropout(f->s + r * ATT_BK, drop, drop_index(a, n, h, i0 + r, j0), bk);
         }
+        if (a->bf16) round_bf16(f->s, bq * ATT_BK); /* P as the P·V product's operand */
         block_product(bq, Dp, bk, f->s, ATT_BK, 1, f->vp + j0 * Dp, Dp, f->o, Dp, 1, 1.0f);
     }
     for (int64_t r = 0; r < bq; r++) { /* f->m becomes the row's log-sum-exp */
@@ -408,9 +448,11 @@ static void weights_block(const attn_args *a, const ew_drop *drop, fwd_scratch *
                           float *weights, int64_t n, int64_t h, int64_t i0, int64_t bq,
                           float scale) {
     const int64_t S = a->S, D = a->D, L = a->L;
+    int64_t ldq;
+    const float *q = block_queries(a, f, n, h, i0, bq, &ldq);
     for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
         const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
-        block_scores(f->s, a, f->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
+        block_scores(f->s, a, q, ldq, f->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
         for (int64_t r = 0; r < bq; r++) {
             const int64_t i = i0 + r;
             float *s = f->s + r * ATT_BK;
@@ -444,14 +486,39 @@ static inline void axpy(float *o, float w, const float *x, int64_t D) {
     for (; d < D; d++) o[d] += w * x[d];
 }
 
-/* Query row i of (n, h): s (Sp) scratch. */
+/* The same with y's values rounded to bf16 (x already is). */
+static inline float dot_bf16(const float *x, const float *y, int64_t D) {
+    vf acc = vsplat(0.0f);
+    int64_t d = 0;
+    for (; d + ATT_VW <= D; d += ATT_VW) acc += vload(x + d) * vbf16(vload(y + d));
+    float s = vsum(acc);
+    for (; d < D; d++) s += x[d] * bf16_round(y[d]);
+    return s;
+}
+
+/* o (D) += w · x (D) with w and x's values rounded to bf16. */
+static inline void axpy_bf16(float *o, float w, const float *x, int64_t D) {
+    w = bf16_round(w);
+    int64_t d = 0;
+    for (; d + ATT_VW <= D; d += ATT_VW) vstore(o + d, vload(o + d) + w * vbf16(vload(x + d)));
+    for (; d < D; d++) o[d] += w * bf16_round(x[d]);
+}
+
+/* Query row i of (n, h): s (Sp) and qr (D) scratch. K and V are read in place (a KV
+ * cache); in bf16 compute rounded as they are read. */
 static void forward_row(const attn_args *a, const ew_drop *drop, float *out, int64_t ldo,
                         float *weights, float *lse, int64_t n, int64_t h, int64_t i, float scale,
-                        float *s) {
+                        float *s, float *qr) {
     const int64_t S = a->S, D = a->D, L = a->L, H = a->H;
     const float *q = a->q + (n * L + i) * a->ldq + h * D;
     const float *k = keys_of(a, n) + h * D, *v = values_of(a, n) + h * D;
-    for (int64_t j = 0; j < S; j++) s[j] = dot(q, k + j * a->ldk, D) * scale;
+    if (a->bf16) {
+        memcpy(qr, q, (size_t)D * sizeof(float));
+        round_bf16(qr, D);
+        for (int64_t j = 0; j < S; j++) s[j] = dot_bf16(qr, k + j * a->ldk, D) * scale;
+    } else {
+        for (int64_t j = 0; j < S; j++) s[j] = dot(q, k + j * a->ldk, D) * scale;
+    }
     if (a->bias) add_masks(s, 0, a, n, h, i, 1, 0, a->bias->masked_cols);
     /* softmax over S in blocks of ATT_BK (the tail padded with −inf) */
     const int64_t Sp = round_up(S, ATT_BK);
@@ -471,9 +538,19 @@ static void forward_row(const attn_args *a, const ew_drop *drop, float *out, int
     float l = 0.0f;
     for (int64_t j0 = 0; j0 < Sp; j0 += ATT_BK) l += row_exp(s + j0, m);
     const float inv = 1.0f / l;
+    if (lse) lse[(n * H + h) * L + i] = m + logf(l);
+    if (a->bf16) { /* as the tiled path: P·V on the unnormalised weights, then 1/l */
+        if (drop) row_dropout(s, drop, drop_index(a, n, h, i, 0), S);
+        if (weights) {
+            float *w = weights + ((n * H + h) * L + i) * S;
+            for (int64_t j = 0; j < S; j++) w[j] = s[j] * inv;
+        }
+        for (int64_t j = 0; j < S; j++) axpy_bf16(o, s[j], v + j * a->ldv, D);
+        for (int64_t d = 0; d < D; d++) o[d] *= inv;
+        return;
+    }
     for (int64_t j = 0; j < S; j++) s[j] *= inv;
     if (drop) row_dropout(s, drop, drop_index(a, n, h, i, 0), S);
-    if (lse) lse[(n * H + h) * L + i] = m + logf(l);
     if (weights) memcpy(weights + ((n * H + h) * L + i) * S, s, (size_t)S * sizeof(float));
     for (int64_t j = 0; j < S; j++) axpy(o, s[j], v + j * a->ldv, D);
 }
@@ -503,7 +580,7 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
         for (int64_t it = 0; it < items; it++) {
             const int64_t nh = it / nqb, qb = it % nqb, n = nh / H, h = nh % H;
             if (few) {
-                forward_row(a, drop, out, ldo, weights, lse, n, h, qb, scale, f.s);
+                forward_row(a, drop, out, ldo, weights, lse, n, h, qb, scale, f.s, f.qb);
                 continue;
             }
             if (nh != packed) {
@@ -511,6 +588,10 @@ tfm_status ATT_FN(attn_tiled_forward)(const attn_args *a, float *out, int64_t ld
                 pack_rows(f.vp, values_of(a, n) + h * D, a->ldv, S, D, round_up(D, ATT_VW));
                 memset(f.vp + S * round_up(D, ATT_VW), 0,
                        (size_t)((round_up(S, ATT_BK) - S) * round_up(D, ATT_VW)) * sizeof(float));
+                if (a->bf16) { /* K and V as the products' operands */
+                    round_bf16(f.kT, round_up(S, ATT_BK) * D);
+                    round_bf16(f.vp, S * round_up(D, ATT_VW));
+                }
                 packed = nh;
             }
             const int64_t i0 = qb * ATT_BQ, bq = L - i0 < ATT_BQ ? L - i0 : ATT_BQ;
@@ -567,20 +648,29 @@ static void backward_pack(const attn_args *a, bwd_scratch *b, const float *lse, 
     pack_rows(b->dop, dout + n * L * lddo + h * D, lddo, L, D, Dp);
     memset(b->dq, 0, (size_t)(L * Dp) * sizeof(float));
     memcpy(b->lse, lse + (n * a->H + h) * L, (size_t)L * sizeof(float));
+    if (a->bf16) { /* the products' operands */
+        round_bf16(b->kT, Sp * D);
+        round_bf16(b->vT, Sp * D);
+        round_bf16(b->kp, Sp * Dp);
+        round_bf16(b->qp, L * Dp);
+        round_bf16(b->dop, L * Dp);
+    }
+    /* δ_i = dO_i·O_i (in bf16 compute delta_pass replaces it) */
     for (int64_t i = 0; i < L; i++)
         b->delta[i] = dot(b->dop + i * Dp, out + (n * L + i) * ldo + h * D, D);
 }
 
-/* One (query block, key block) pair of head (n, h): P, dP, then dV, dS, dQ, dK. */
-static void backward_pair(const attn_args *a, const ew_drop *drop, bwd_scratch *b, int64_t n,
-                          int64_t h, int64_t i0, int64_t bq, int64_t j0, int64_t bk, float scale) {
+/* P (b->p) and dP (b->ds) of the (query block, key block) pair of head (n, h), with
+ * dropout: Pd (b->pd) = P∘keep and dP = (dO·Vᵀ)∘keep. Fully masked rows: all zero. */
+static void pair_p_dp(const attn_args *a, const ew_drop *drop, bwd_scratch *b, int64_t n,
+                      int64_t h, int64_t i0, int64_t bq, int64_t j0, int64_t bk, float scale) {
     const int64_t D = a->D, Dp = round_up(D, ATT_VW);
-    block_scores(b->p, a, b->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
-    const float *dO = b->dop + i0 * Dp;
-    block_product(bq, ATT_BK, D, dO, Dp, 1, b->vT + j0 * D, ATT_BK, b->ds, ATT_BK, 0, 1.0f);
+    block_scores(b->p, a, b->qp + i0 * Dp, Dp, b->kT + j0 * D, n, h, i0, bq, j0, bk, scale);
+    block_product(bq, ATT_BK, D, b->dop + i0 * Dp, Dp, 1, b->vT + j0 * D, ATT_BK, b->ds, ATT_BK,
+                  0, 1.0f);
     for (int64_t r = 0; r < bq; r++) {
         float *p = b->p + r * ATT_BK, *dp = b->ds + r * ATT_BK, *pd = b->pd + r * ATT_BK;
-        const float l = b->lse[i0 + r], delta = b->delta[i0 + r];
+        const float l = b->lse[i0 + r];
         if (l == -INFINITY) { /* fully masked row: no gradient */
             memset(p, 0, ATT_BK * sizeof(float));
             memset(dp, 0, ATT_BK * sizeof(float));
@@ -599,10 +689,57 @@ static void backward_pair(const attn_args *a, const ew_drop *drop, bwd_scratch *
                 dp[jj] *= keep;
             }
         }
+    }
+}
+
+/* bf16 compute: δ_i = Σ_j P_ij·dP_ij over every key, from the same P and dP as the
+ * gradient pass (pair_p_dp), into b->delta. FP32 takes δ_i = dO_i·O_i, equal in exact
+ * arithmetic; with bf16 operands the two part by dO's, V's and P's rounding, and only
+ * this δ keeps each row of dS = P∘(dP − δ) summing to zero as softmax's Jacobian does —
+ * the sums over keys of dK and of the memory's gradient depend on it (measured with
+ * δ = dO·O: the encoder's gradients of nn.Transformer at 2.3x PyTorch autocast's error,
+ * whose softmax backward takes this δ). Costs two of the four products once more. */
+static void delta_pass(const attn_args *a, const ew_drop *drop, bwd_scratch *b, int64_t n,
+                       int64_t h, float scale) {
+    const int64_t L = a->L, S = a->S;
+    for (int64_t i = 0; i < L; i++) b->delta[i] = 0.0f;
+    for (int64_t j0 = 0; j0 < S; j0 += ATT_BK) {
+        const int64_t bk = S - j0 < ATT_BK ? S - j0 : ATT_BK;
+        for (int64_t i0 = 0; i0 < L; i0 += ATT_BQ) {
+            const int64_t bq = L - i0 < ATT_BQ ? L - i0 : ATT_BQ;
+            if (block_all_causal(a, i0 + bq - 1, j0, bk)) continue;
+            pair_p_dp(a, drop, b, n, h, i0, bq, j0, bk, scale);
+            for (int64_t r = 0; r < bq; r++) {
+                const float *p = b->p + r * ATT_BK, *dp = b->ds + r * ATT_BK;
+                vf acc = vsplat(0.0f);
+                for (int64_t jj = 0; jj < ATT_BK; jj += ATT_VW) acc += vload(p + jj) * vload(dp + jj);
+                b->delta[i0 + r] += vsum(acc);
+            }
+        }
+    }
+}
+
+/* One (query block, key block) pair of head (n, h): P, dP, then dV, dS, dQ, dK. */
+static void backward_pair(const attn_args *a, const ew_drop *drop, bwd_scratch *b, int64_t n,
+                          int64_t h, int64_t i0, int64_t bq, int64_t j0, int64_t bk, float scale) {
+    const int64_t Dp = round_up(a->D, ATT_VW);
+    pair_p_dp(a, drop, b, n, h, i0, bq, j0, bk, scale);
+    const float *dO = b->dop + i0 * Dp;
+    for (int64_t r = 0; r < bq; r++) {
+        const float *p = b->p + r * ATT_BK;
+        float *dp = b->ds + r * ATT_BK;
+        const float delta = b->delta[i0 + r];
         for (int64_t jj = 0; jj < ATT_BK; jj++) dp[jj] = p[jj] * (dp[jj] - delta) * scale;
     }
+    const float *pd = drop ? b->pd : b->p;
+    if (a->bf16) { /* Pd and dS as the products' operands (P itself stays FP32 above) */
+        if (!drop) memcpy(b->pd, b->p, (size_t)(bq * ATT_BK) * sizeof(float));
+        round_bf16(b->pd, bq * ATT_BK);
+        round_bf16(b->ds, bq * ATT_BK);
+        pd = b->pd;
+    }
     /* dV (bk, Dp) += Pdᵀ (bk, bq) · dO (bq, Dp) */
-    block_product(bk, Dp, bq, drop ? b->pd : b->p, 1, ATT_BK, dO, Dp, b->dv, Dp, 1, 1.0f);
+    block_product(bk, Dp, bq, pd, 1, ATT_BK, dO, Dp, b->dv, Dp, 1, 1.0f);
     /* dQ (bq, Dp) += dS (bq, bk) · K (bk, Dp) */
     block_product(bq, Dp, bk, b->ds, ATT_BK, 1, b->kp + j0 * Dp, Dp, b->dq + i0 * Dp, Dp, 1,
                   1.0f);
@@ -659,6 +796,7 @@ tfm_status ATT_FN(attn_tiled_backward)(const attn_args *a, const float *lse, con
         for (int64_t nh = 0; nh < N * H; nh++) {
             const int64_t n = nh / H, h = nh % H;
             backward_pack(a, &b, lse, out, ldo, dout, lddo, n, h);
+            if (a->bf16) delta_pass(a, drop, &b, n, h, scale);
             backward_head(a, drop, &b, dq, lddq, dk, lddk, dv, lddv, n, h, scale);
         }
     }
