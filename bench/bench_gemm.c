@@ -8,9 +8,18 @@
  *                          follows omp_set_num_threads)
  *   --impl    LIST         of: tfm, openblas (cblas_sgemm, whole K), openblas256
  *                          (cblas_sgemm fed K by 256, as tfm_gemm's CBLAS path),
- *                          avx512, avx2, generic (gemm_packed with that path's kernel),
+ *                          any packed kernel by name (gemm_packed with it: avx512 (8 × 32,
+ *                          KC 256), avx512_intel (KC 512), avx2, generic — every kernel of
+ *                          every path this CPU runs, whatever microarchitecture it was
+ *                          tuned for; the path's choice here first),
  *                          reference (tfm_gemm_reference); default: all this build and
  *                          CPU have but reference
+ *   --micro                instead of the products: each packed kernel's micro-kernel alone,
+ *                          one thread, operands in cache as the driver leaves them (the
+ *                          (KC, MR) panel of A in L1, packed or MR rows in place; a
+ *                          (KC, NC) block of packed B from L2; C one tile), GFLOP/s and the
+ *                          share of --peak GFLOP/s (a core's, from bench/peak_fma) if given;
+ *                          --micro-nc NC instead of each kernel's NC (e.g. 64: B from L1)
  *   --case    SUBSTR       only the cases whose name contains it
  *   --clock   wall|cpu     what is timed: wall-clock (default), or the process's CPU
  *                          time — with one thread on a shared machine, the time this
@@ -50,6 +59,7 @@
 #include <time.h>
 
 #include "core/cpu.h"
+#include "core/cpu_model.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_packed.h"
 #include "tfm.h"
@@ -65,12 +75,34 @@ typedef struct gemm_case {
     int64_t lda, ldb, ldc;
 } gemm_case;
 
-enum {
-    IMPL_TFM, IMPL_OPENBLAS, IMPL_OPENBLAS256, IMPL_AVX512, IMPL_AVX2, IMPL_GENERIC,
-    IMPL_REFERENCE, IMPLS
-};
-static const char *const impl_names[IMPLS] = {"tfm",    "openblas", "openblas256", "avx512",
-                                              "avx2",   "generic",  "reference"};
+/* What a column of the tables times: tfm_gemm, CBLAS, one packed kernel, the reference. */
+typedef enum impl_kind { KIND_TFM, KIND_OPENBLAS, KIND_OPENBLAS256, KIND_PACKED, KIND_REFERENCE } impl_kind;
+typedef struct impl {
+    const char *name;
+    impl_kind kind;
+    const gemm_kernel *k; /* KIND_PACKED */
+} impl;
+enum { IMPLS = 24 };
+static impl impls[IMPLS];
+static int nimpls;
+
+/* The implementations this build and CPU have: tfm, CBLAS, every packed kernel of every
+ * path the CPU runs, the reference. */
+static void impls_init(void) {
+    impls[nimpls++] = (impl){"tfm", KIND_TFM, NULL};
+#ifdef TFM_BENCH_CBLAS
+    impls[nimpls++] = (impl){"openblas", KIND_OPENBLAS, NULL};
+    impls[nimpls++] = (impl){"openblas256", KIND_OPENBLAS256, NULL};
+#endif
+    static const cpu_path paths[] = {CPU_AVX512, CPU_AVX2, CPU_GENERIC};
+    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+        const gemm_kernel *ks[IMPLS];
+        const int n = gemm_kernels_of(paths[p], ks, IMPLS);
+        for (int i = 0; i < n && nimpls < IMPLS - 1; i++)
+            impls[nimpls++] = (impl){ks[i]->name, KIND_PACKED, ks[i]};
+    }
+    impls[nimpls++] = (impl){"reference", KIND_REFERENCE, NULL};
+}
 
 static clockid_t clock_id = CLOCK_MONOTONIC;
 
@@ -83,24 +115,6 @@ static double now(void) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-static bool impl_available(int impl) {
-    switch (impl) {
-    case IMPL_TFM: return true;
-    case IMPL_OPENBLAS:
-    case IMPL_OPENBLAS256:
-#ifdef TFM_BENCH_CBLAS
-        return true;
-#else
-        return false;
-#endif
-    case IMPL_AVX512: return gemm_kernel_for(CPU_AVX512) != NULL;
-    case IMPL_AVX2: return gemm_kernel_for(CPU_AVX2) != NULL;
-    case IMPL_GENERIC: return gemm_kernel_for(CPU_GENERIC) != NULL;
-    case IMPL_REFERENCE: return true;
-    default: return false;
-    }
 }
 
 #ifdef TFM_BENCH_CBLAS
@@ -117,22 +131,20 @@ static void run_cblas(const gemm_case *c, const float *A, const float *B, float 
 #endif
 
 static void run(int impl, const gemm_case *c, const float *A, const float *B, float *C) {
-    static const cpu_path paths[IMPLS] = {[IMPL_AVX512] = CPU_AVX512, [IMPL_AVX2] = CPU_AVX2,
-                                          [IMPL_GENERIC] = CPU_GENERIC};
-    switch (impl) {
-    case IMPL_TFM:
+    switch (impls[impl].kind) {
+    case KIND_TFM:
         tfm_gemm(c->ta, c->tb, c->M, c->N, c->K, 1.0f, A, c->lda, B, c->ldb, 1.0f, C, c->ldc);
         break;
-    case IMPL_REFERENCE:
+    case KIND_REFERENCE:
         tfm_gemm_reference(c->ta, c->tb, c->M, c->N, c->K, 1.0f, A, c->lda, B, c->ldb, 1.0f, C,
                            c->ldc);
         break;
 #ifdef TFM_BENCH_CBLAS
-    case IMPL_OPENBLAS: run_cblas(c, A, B, C, c->K); break;
-    case IMPL_OPENBLAS256: run_cblas(c, A, B, C, 256); break;
+    case KIND_OPENBLAS: run_cblas(c, A, B, C, c->K); break;
+    case KIND_OPENBLAS256: run_cblas(c, A, B, C, 256); break;
 #endif
     default:
-        gemm_packed(gemm_kernel_for(paths[impl]), c->ta, c->tb, c->M, c->N, c->K, 1.0f, A, c->lda,
+        gemm_packed(impls[impl].k, c->ta, c->tb, c->M, c->N, c->K, 1.0f, A, c->lda,
                     B, c->ldb, 1.0f, NULL, C, c->ldc);
     }
 }
@@ -141,6 +153,67 @@ static void fill(float *x, size_t n, uint32_t seed) {
     for (size_t i = 0; i < n; i++) {
         seed = seed * 1664525u + 1013904223u;
         x[i] = (float)((seed >> 8) & 0xffff) / 65536.0f - 0.5f;
+    }
+}
+
+/* --micro: each packed kernel's micro-kernel over one row of tiles, as compute_tiles runs
+ * it: the (KC, MR) panel of A (packed, or MR rows in place, lda = 2·KC floats apart as x's
+ * rows at K = 512), NC / NR panels of packed B (KC, NR) one after another (the KC × NC
+ * block: from L2 once it has been read), C the (MR, NC) row of tiles (beta 1). One thread;
+ * rounds of one pass per kernel in turn, the median pass reported. */
+/* One row of tiles: NC / NR micro-kernel calls. */
+static void micro_pass(const gemm_kernel *k, bool rows, int64_t kc, const float *a, int64_t lda,
+                       const float *ap, const float *b, float *c, int64_t nc) {
+    for (int64_t jr = 0; jr < nc; jr += k->nr) {
+        if (rows)
+            k->micro_rows(kc, a, lda, b + jr * kc, c + jr, nc, 1.0f, 1.0f);
+        else
+            k->micro(kc, ap, b + jr * kc, c + jr, nc, 1.0f, 1.0f);
+    }
+}
+
+static void micro_bench(const bool use[IMPLS], double peak, double min_time, int64_t nc_over) {
+    printf("# micro-kernels alone, 1 thread, operands in cache (A panel L1, B block L2)%s\n",
+           peak > 0 ? "; % of the --peak given" : "");
+    for (int i = 0; i < nimpls; i++) {
+        if (!use[i] || impls[i].kind != KIND_PACKED) continue;
+        const gemm_kernel *k = impls[i].k;
+        const int64_t kc = k->kc, nc = nc_over > 0 ? nc_over / k->nr * k->nr : k->nc,
+                      lda = 2 * kc, mr = k->mr, nr = k->nr;
+        float *a = aligned_alloc(64, (size_t)(mr * lda) * sizeof(float)),
+              *ap = aligned_alloc(64, (size_t)(mr * kc) * sizeof(float)),
+              *b = aligned_alloc(64, (size_t)(nc * kc) * sizeof(float)),
+              *c = aligned_alloc(64, (size_t)(mr * nc) * sizeof(float));
+        if (!a || !ap || !b || !c) {
+            fprintf(stderr, "bench_gemm: out of memory\n");
+            exit(1);
+        }
+        fill(a, (size_t)(mr * lda), 1), fill(b, (size_t)(nc * kc), 2), fill(c, (size_t)(mr * nc), 3);
+        k->pack(a, lda, true, kc, mr, (int)mr, ap);
+        const double flop = 2.0 * (double)(mr * nc * kc);
+        for (int rows = 0; rows < 2; rows++) {
+            if (rows && !k->micro_rows) continue;
+            enum { PASSES = 4096 };
+            static double t[PASSES];
+            int n = 0;
+            double spent = 0.0;
+            for (int warm = 0; warm < 20; warm++) micro_pass(k, rows, kc, a, lda, ap, b, c, nc);
+            while (n < PASSES && (n < 50 || spent < min_time)) {
+                const double t0 = now();
+                micro_pass(k, rows, kc, a, lda, ap, b, c, nc);
+                t[n] = now() - t0;
+                spent += t[n++];
+            }
+            qsort(t, (size_t)n, sizeof(double), cmp_double);
+            const double g = flop / t[n / 2] * 1e-9;
+            printf("MICRO kernel=%s tile=%lldx%lld kc=%lld nc=%lld a=%s gflops=%.1f", k->name,
+                   (long long)mr, (long long)nr, (long long)kc, (long long)nc,
+                   rows ? "rows" : "packed", g);
+            if (peak > 0) printf(" peak_pct=%.1f", 100.0 * g / peak);
+            printf(" passes=%d\n", n);
+            fflush(stdout);
+        }
+        free(a), free(ap), free(b), free(c);
     }
 }
 
@@ -158,11 +231,14 @@ static int parse_list(const char *s, int *out, int cap) {
 int main(int argc, char **argv) {
     int threads[8] = {1, 2}, nthreads = 2;
     bool use[IMPLS];
-    for (int i = 0; i < IMPLS; i++) use[i] = i != IMPL_REFERENCE && impl_available(i);
+    impls_init();
+    for (int i = 0; i < IMPLS; i++) use[i] = i < nimpls && impls[i].kind != KIND_REFERENCE;
     const char *filter = NULL;
     char shapes[16][64];
     int nshapes = 0;
-    bool cold = false;
+    bool cold = false, micro = false;
+    double peak = 0.0;
+    int64_t micro_nc = 0;
     double min_time = 0.25;
     int min_reps = 5;
     for (int i = 1; i < argc; i++) {
@@ -179,8 +255,8 @@ int main(int argc, char **argv) {
             snprintf(buf, sizeof buf, "%s", v);
             for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
                 int k = 0;
-                while (k < IMPLS && strcmp(tok, impl_names[k])) k++;
-                if (k == IMPLS || !impl_available(k)) {
+                while (k < nimpls && strcmp(tok, impls[k].name)) k++;
+                if (k == nimpls) {
                     fprintf(stderr, "bench_gemm: impl '%s' is unknown or not in this build/CPU\n",
                             tok);
                     return 2;
@@ -196,6 +272,13 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--cold")) {
             cold = true;
             continue;
+        } else if (!strcmp(a, "--micro")) {
+            micro = true;
+            continue;
+        } else if (!strcmp(a, "--peak")) {
+            peak = atof(v);
+        } else if (!strcmp(a, "--micro-nc")) {
+            micro_nc = atoll(v);
         } else if (!strcmp(a, "--shape") && nshapes < 16) {
             snprintf(shapes[nshapes++], sizeof shapes[0], "%s", v);
         } else if (!strcmp(a, "--case")) {
@@ -209,6 +292,11 @@ int main(int argc, char **argv) {
             return 2;
         }
         i++;
+    }
+
+    if (micro) {
+        micro_bench(use, peak, min_time, micro_nc);
+        return 0;
     }
 
     /* The cases: each linear shape (M rows, N out, K in) gives three products. */
@@ -252,8 +340,11 @@ int main(int argc, char **argv) {
         }
     }
 
-    printf("# tfm_gemm backend %s, cpu path %s; median of interleaved timed calls (%s time)\n",
-           tfm_gemm_backend(), tfm_cpu_path(), clock_id == CLOCK_MONOTONIC ? "wall" : "CPU");
+    printf("# tfm_gemm backend %s, cpu path %s, cpu model %s (kernel %s); median of interleaved "
+           "timed calls (%s time)\n",
+           tfm_gemm_backend(), tfm_cpu_path(), cpu_uarch_name(cpu_uarch_active()),
+           gemm_kernel_for(cpu_active()) ? gemm_kernel_for(cpu_active())->name : "none",
+           clock_id == CLOCK_MONOTONIC ? "wall" : "CPU");
     enum { CAP = 4096 };
     static double gflops[64][8][IMPLS];
     for (int ci = 0; ci < ncases; ci++) {
@@ -299,7 +390,7 @@ int main(int argc, char **argv) {
                 gflops[ci][ti][impl] = flop / med * 1e-9;
                 printf("GEMM case=%s threads=%d impl=%s ms=%.3f gflops=%.1f best_gflops=%.1f "
                        "reps=%d\n",
-                       c->name, threads[ti], impl_names[impl], med * 1e3, gflops[ci][ti][impl],
+                       c->name, threads[ti], impls[impl].name, med * 1e3, gflops[ci][ti][impl],
                        flop / all[impl][0] * 1e-9, reps);
                 fflush(stdout);
             }
@@ -311,7 +402,7 @@ int main(int argc, char **argv) {
         printf("\n# GFLOP/s, %d thread%s\n# %-24s", threads[ti], threads[ti] > 1 ? "s" : "",
                "case");
         for (int impl = 0; impl < IMPLS; impl++)
-            if (use[impl]) printf(" %11s", impl_names[impl]);
+            if (use[impl]) printf(" %11s", impls[impl].name);
         printf("\n");
         for (int ci = 0; ci < ncases; ci++) {
             printf("# %-24s", cases[ci].name);

@@ -1,11 +1,13 @@
-/* test_gemm.c — the packed SGEMM (kernels/gemm_packed.h) of every CPU path this machine
- * runs, and tfm_gemm under each path, against tfm_gemm_reference:
+/* test_gemm.c — every packed SGEMM kernel (kernels/gemm_packed.h) of every CPU path this
+ * machine runs (each microarchitecture's variant, whatever CPU this is: gemm_kernels_of),
+ * and tfm_gemm under each path, against tfm_gemm_reference:
  *   1. random shapes 1..70 and a few hundreds (edges of every micro-tile and block, K over
  *      several K blocks), all four transposes, padded leading dimensions, alpha/beta
  *      including beta = 0 over NaN-filled C;
  *   2. the trivial cases tfm_gemm handles itself (K = 0, alpha = 0, empty C);
  *   3. bit-identical results for 1, 2 and 3 threads (OpenMP builds);
- *   4. tfm_gemm_bias: the bits of bias rows + tfm_gemm(alpha 1, beta 1), every shape of 1.
+ *   4. tfm_gemm_bias: the bits of bias rows + tfm_gemm(alpha 1, beta 1), every shape of 1;
+ *   5. the kernel choice per microarchitecture picks from the kernels tested here.
  * Tolerance per element: 1e-5·√K · (|alpha|·Σ_k |op(A)_ik·op(B)_kj| + |beta·C_ij|), the
  * scale of a float dot product's rounding error, so that cancellation cannot hide a bug.
  *
@@ -23,6 +25,7 @@
 #include <cmocka.h>
 
 #include "core/cpu.h"
+#include "core/cpu_model.h"
 #include "core/rng.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_packed.h"
@@ -164,12 +167,14 @@ static int run_shape(const shape *s, uint64_t seed) {
     int bad = 0;
     for (int p = 0; p < np; p++) {
         char what[64];
-        const gemm_kernel *k = gemm_kernel_for(paths[p]);
-        memcpy(C, o.C0, o.nc * sizeof(float));
-        if (s->K > 0 && s->alpha != 0.0f) { /* gemm_packed's precondition */
-            assert_true(gemm_packed(k, s->ta, s->tb, s->M, s->N, s->K, s->alpha, o.A, s->lda, o.B,
-                                    s->ldb, s->beta, NULL, C, s->ldc));
-            snprintf(what, sizeof what, "gemm_packed(%s)", k->name);
+        const gemm_kernel *ks[8];
+        const int nk = gemm_kernels_of(paths[p], ks, 8);
+        for (int v = 0; v < nk && s->K > 0 && s->alpha != 0.0f; v++) { /* gemm_packed's
+                                                                         * precondition */
+            memcpy(C, o.C0, o.nc * sizeof(float));
+            assert_true(gemm_packed(ks[v], s->ta, s->tb, s->M, s->N, s->K, s->alpha, o.A,
+                                    s->lda, o.B, s->ldb, s->beta, NULL, C, s->ldc));
+            snprintf(what, sizeof what, "gemm_packed(%s)", ks[v]->name);
             bad += !check(what, s, &o, C, want, tol);
         }
         assert_int_equal(tfm_set_cpu_path(cpu_path_name(paths[p])), TFM_OK);
@@ -288,16 +293,19 @@ static void test_thread_invariance(void **state) {
         operands o;
         operands_make(&o, s, 700 + c);
         float *C[3];
-        for (int p = 0; p < np; p++)
-            for (int via = 0; via < 2; via++) {
-                const gemm_kernel *k = gemm_kernel_for(paths[p]);
+        for (int p = 0; p < np; p++) {
+            const gemm_kernel *ks[8];
+            const int nk = gemm_kernels_of(paths[p], ks, 8);
+            /* via 0 .. nk-1: gemm_packed with kernel via; nk: tfm_gemm */
+            for (int via = 0; via <= nk; via++) {
+                const gemm_kernel *k = via < nk ? ks[via] : ks[0];
                 assert_int_equal(tfm_set_cpu_path(cpu_path_name(paths[p])), TFM_OK);
                 for (int t = 0; t < 3; t++) {
                     C[t] = malloc(o.nc * sizeof(float));
                     assert_non_null(C[t]);
                     memcpy(C[t], o.C0, o.nc * sizeof(float));
                     omp_set_num_threads(t + 1);
-                    if (via == 0)
+                    if (via < nk)
                         assert_true(gemm_packed(k, s->ta, s->tb, s->M, s->N, s->K, s->alpha, o.A,
                                                 s->lda, o.B, s->ldb, s->beta, NULL, C[t],
                                                 s->ldc));
@@ -312,13 +320,14 @@ static void test_thread_invariance(void **state) {
                     if (diff) {
                         printf("  %s (%s) %lld × %lld × %lld: 1 vs %d threads differ in %zu "
                                "elements\n",
-                               via ? "tfm_gemm" : "gemm_packed", k->name, (long long)s->M,
+                               via == nk ? "tfm_gemm" : "gemm_packed", k->name, (long long)s->M,
                                (long long)s->N, (long long)s->K, t + 1, diff);
                         bad++;
                     }
                 }
                 for (int t = 0; t < 3; t++) free(C[t]);
             }
+        }
         operands_free(&o);
     }
     assert_int_equal(tfm_set_cpu_path(NULL), TFM_OK);
@@ -328,8 +337,34 @@ static void test_thread_invariance(void **state) {
 #endif
 }
 
+/* gemm_kernel_for_product picks, for either transposition, a kernel gemm_kernels_of lists
+ * (the ones tested above), gemm_kernel_for's first; the microarchitecture has a name. */
+static void test_kernel_choice(void **state) {
+    const cpu_model *m = cpu_model_get();
+    printf("  (cpu: %s family 0x%x model 0x%x -> %s)\n", m->vendor, m->family, m->model,
+           cpu_uarch_name(m->uarch));
+    assert_string_not_equal(cpu_uarch_name(m->uarch), "?");
+    for (int p = 0; p < CPU_PATHS; p++) {
+        const gemm_kernel *ks[8];
+        const int nk = gemm_kernels_of((cpu_path)p, ks, 8);
+        if (!nk) {
+            assert_null(gemm_kernel_for((cpu_path)p));
+            continue;
+        }
+        assert_ptr_equal(ks[0], gemm_kernel_for((cpu_path)p));
+        for (int ta = 0; ta < 2; ta++) {
+            const gemm_kernel *k = gemm_kernel_for_product((cpu_path)p, ta);
+            bool listed = false;
+            for (int v = 0; v < nk; v++) listed |= ks[v] == k;
+            if (!listed) fail_msg("path %s trans_a %d: kernel %s not among the tested ones",
+                                  cpu_path_name((cpu_path)p), ta, k ? k->name : "NULL");
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_choice),
         cmocka_unit_test(test_small_shapes),      cmocka_unit_test(test_tile_edges),
         cmocka_unit_test(test_large_shapes),      cmocka_unit_test(test_trivial),
         cmocka_unit_test(test_thread_invariance),

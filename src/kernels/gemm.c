@@ -4,9 +4,11 @@
 #include "kernels/gemm.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/cpu.h"
+#include "core/cpu_model.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm_packed.h"
 
@@ -76,6 +78,33 @@ static void gemm_cblas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 #endif
 
 #ifdef TFM_HAVE_CBLAS
+/* OpenBLAS's name for the kernels it runs (DYNAMIC_ARCH builds choose at load time); weak,
+ * so NULL with another CBLAS. */
+extern char *openblas_get_corename(void) __attribute__((weak));
+
+/* Whether the CBLAS is an OpenBLAS running kernels older than AVX2 + FMA on this CPU —
+ * what a DYNAMIC_ARCH OpenBLAS falls back to on a CPU newer than it knows (0.3.21 on
+ * Sapphire/Emerald Rapids: "Prescott"). Measured there at the linear layers' shapes:
+ * 31–33 GFLOP/s a thread against ~155 for the packed AVX-512 kernel (and for the same
+ * OpenBLAS told OPENBLAS_CORETYPE=Cooperlake); and its results then depend on the thread
+ * count even fed K by 256 (test_gemm's thread invariance failed on every path). The packed
+ * kernel of the path then takes every product. */
+static bool cblas_pre_avx2(void) {
+    static const char *const old[] = {"Prescott", "Core2",   "Penryn",  "Dunnington",
+                                      "Nehalem",  "Atom",    "Opteron", "Opteron(SSE3)",
+                                      "Barcelona", "Bobcat", "Nano",    "Sandybridge"};
+    static atomic_int cached = -1; /* every caller computes the same answer */
+    int is_old = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (is_old < 0) {
+        const char *name = openblas_get_corename ? openblas_get_corename() : NULL;
+        is_old = 0;
+        for (size_t i = 0; name && i < sizeof old / sizeof *old; i++)
+            if (!strcmp(name, old[i])) is_old = 1;
+        atomic_store_explicit(&cached, is_old, memory_order_relaxed);
+    }
+    return is_old == 1;
+}
+
 /* Whether the packed kernel k takes this product although CBLAS is there. Measured with
  * bench/bench_gemm.c against Debian's OpenBLAS 0.3.21 (Cooperlake kernels) on a 2-core
  * Zen 4, medians of quiet runs, GFLOP/s against what this file fed OpenBLAS (K by 256):
@@ -89,12 +118,23 @@ static void gemm_cblas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
  *   - N padding the NR-wide tiles by 10% or more (N = 259: 288 columns computed);
  *   - weight gradients (trans_a: C = Aᵀ·B) with a small C (M·N ≤ 512²): 5–10% behind.
  * The AVX2 kernel stays unused beside CBLAS: 5–15% behind OpenBLAS's AVX-512 kernels here
- * (no AVX2-only CPU was measured). A function of the path and the shape only, never of
- * the thread count: each product's result is the same for any number of threads. */
+ * (no AVX2-only CPU was measured).
+ * On Intel (a 2-core Sapphire/Emerald Rapids VM, family 6 model 207; one thread, CPU time,
+ * medians of 3 on a busy machine; two-thread runs there were swamped by other load), with
+ * OpenBLAS on its Cooperlake kernels (OPENBLAS_CORETYPE=Cooperlake): x·Wᵀ and dy·W level
+ * (avx512_intel 154–162 GFLOP/s against 151–159; MKL 158–164), dW 2–7% behind (141–150
+ * against 146–157), so on Intel every dW goes to CBLAS. Left to itself that OpenBLAS
+ * (0.3.21) does not know the CPU and runs its Prescott (SSE3) kernels: see
+ * cblas_pre_avx2(). A function of the path, the microarchitecture, the CBLAS's kernels
+ * and the shape, never of the thread count: each product's result is the same for any
+ * number of threads. */
 static bool packed_wins(const gemm_kernel *k, bool trans_a, int64_t M, int64_t N) {
-    if (!k || cpu_active() != CPU_AVX512) return false;
+    if (!k) return false;
+    if (cblas_pre_avx2()) return true;
+    if (cpu_active() != CPU_AVX512) return false;
     const int64_t padded_n = (N + k->nr - 1) / k->nr * k->nr;
     if (M < 4 || 10 * N < 9 * padded_n) return false;
+    if (cpu_uarch_active() == CPU_UARCH_INTEL) return !trans_a;
     return !(trans_a && M * N <= 512 * 512);
 }
 #endif
@@ -104,7 +144,7 @@ static void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
                           float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                           float beta, const float *bias, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    const gemm_kernel *k = gemm_kernel_for(cpu_active());
+    const gemm_kernel *k = gemm_kernel_for_product(cpu_active(), trans_a);
 #ifdef TFM_HAVE_CBLAS
     const bool cblas_fits =
         N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX;
@@ -144,6 +184,8 @@ void tfm_gemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 
 const char *tfm_gemm_backend(void) {
 #ifdef TFM_HAVE_CBLAS
+    const gemm_kernel *k = gemm_kernel_for(cpu_active());
+    if (k && cblas_pre_avx2()) return k->name; /* CBLAS linked but never called */
     return cpu_active() == CPU_AVX512 && gemm_kernel_for(CPU_AVX512) ? "avx512+cblas" : "cblas";
 #else
     const gemm_kernel *k = gemm_kernel_for(cpu_active());

@@ -5,7 +5,8 @@
  * beta = 0 overwrites C without reading it (NaN there is not kept).
  * Backed by tfm's packed SGEMM (kernels/gemm_packed.h) on the AVX-512 path for the
  * products where it measured faster than OpenBLAS, by CBLAS for the rest when built with
- * one, and without CBLAS by the packed kernel of the CPU path (AVX-512, AVX2 or plain C).
+ * one, and without CBLAS — or with an OpenBLAS running pre-AVX2 kernels (0.3.21 on CPUs it
+ * does not know) — by the packed kernel of the CPU path (AVX-512, AVX2 or plain C).
  * Results do not depend on the thread count (each backend sums every element in a fixed
  * order); they differ between backends and paths by rounding.
  * Must not be called from inside an OpenMP parallel region (it threads itself).
@@ -33,7 +34,8 @@ void tfm_gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
                         float beta, float *C, int64_t ldc);
 
 /* What tfm_gemm uses on the active CPU path: "avx512+cblas" (the packed AVX-512 kernel,
- * CBLAS for some shapes), "cblas", or without CBLAS "avx512", "avx2" or "generic". */
+ * CBLAS for some shapes), "cblas", or the packed kernel's name ("avx512", "avx512_intel",
+ * "avx2", "generic") without CBLAS or with an OpenBLAS on pre-AVX2 kernels. */
 const char *tfm_gemm_backend(void);
 
 #endif

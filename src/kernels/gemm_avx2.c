@@ -11,5 +11,7 @@
 #define GM_BITS 256
 #define GM_MR 6
 #define GM_NV 2 /* ymm per row of the tile */
+#define GM_KERNEL gemm_kernel_avx2
+#define GM_NAME "avx2"
 #include "kernels/gemm_x86.h"
 #endif

@@ -50,12 +50,24 @@ typedef struct gemm_kernel {
 } gemm_kernel;
 
 #if defined(TFM_HAVE_X86_KERNELS)
-extern const gemm_kernel gemm_kernel_avx512; /* gemm_avx512.c */
-extern const gemm_kernel gemm_kernel_avx2;   /* gemm_avx2.c */
+extern const gemm_kernel gemm_kernel_avx512;       /* gemm_avx512.c: 8 × 32, KC 256 */
+extern const gemm_kernel gemm_kernel_avx512_intel; /* gemm_intel_avx512.c: 8 × 32, KC 512 */
+extern const gemm_kernel gemm_kernel_avx2;         /* gemm_avx2.c */
 #endif
 
-/* The packed kernel of a path; NULL when this build or CPU has none for it. */
+/* The packed kernel of path p for a product with (trans_a) or without a transposed op(A),
+ * on this CPU's microarchitecture (core/cpu_model.h): the one place where tile and blocks
+ * are chosen. A function of the path, the microarchitecture and trans_a only, so results
+ * never depend on the thread count. NULL when this build or CPU has none for the path. */
+const gemm_kernel *gemm_kernel_for_product(cpu_path p, bool trans_a);
+
+/* gemm_kernel_for_product(p, false): the path's kernel for x·Wᵀ and dy·W. */
 const gemm_kernel *gemm_kernel_for(cpu_path p);
+
+/* Every packed kernel of path p this build has, whichever microarchitecture it was tuned
+ * for (all run on any CPU that has the path), for the tests and benchmarks: at most cap
+ * into out, gemm_kernel_for(p) first; returns the count (0 when the CPU lacks p). */
+int gemm_kernels_of(cpu_path p, const gemm_kernel **out, int cap);
 
 /* C (M, N) = alpha · op(A) · op(B) + beta · C with kernel k, over the OpenMP threads.
  * bias (N) or NULL: each tile's rows of C are set to bias just before the tile's first K

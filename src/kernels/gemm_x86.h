@@ -1,9 +1,12 @@
 /* gemm_x86.h — an x86 SIMD kernel of the packed SGEMM (kernels/gemm_packed.h), written
- * once for both vector widths: gemm_avx512.c and gemm_avx2.c include it after defining
- *   GM_BITS  512 or 256 (zmm or ymm; the file is compiled for that instruction set)
- *   GM_MR    rows of the micro-tile; GM_NV vectors per row (NR = GM_NV · GM_BITS / 32)
- * and get gemm_kernel_avx512 or gemm_kernel_avx2: the micro-kernel below, the packing of
- * gemm_pack_x86.h, and the blocks.
+ * once for both vector widths: gemm_avx512.c, gemm_intel_avx512.c and gemm_avx2.c include
+ * it (once each) after defining
+ *   GM_BITS   512 or 256 (zmm or ymm; the file is compiled for that instruction set)
+ *   GM_MR     rows of the micro-tile; GM_NV vectors per row (NR = GM_NV · GM_BITS / 32)
+ *   GM_KERNEL the gemm_kernel to define, GM_NAME its name
+ *   GM_KC     optionally, the K block (default 256)
+ * and get that kernel: the micro-kernel below, the packing of gemm_pack_x86.h, and the
+ * blocks.
  *
  * Micro-kernel, per k: GM_NV loads of packed B, GM_MR broadcasts of packed A, and
  * GM_MR · GM_NV FMAs into as many accumulators, which stay in registers for all of kc.
@@ -39,6 +42,9 @@ typedef __m256 gm_vec;
 #endif
 
 #define GM_NR (GM_NV * GM_BITS / 32)
+#ifndef GM_KC
+#define GM_KC 256
+#endif
 
 /* One k step: acc += a's column k (GM_MR broadcasts) × b's row (GM_NV vectors). */
 static inline __attribute__((always_inline)) void
@@ -117,19 +123,14 @@ static void gemm_micro_rows(int64_t kc, const float *a, int64_t lda, const float
     gemm_micro_body(kc, a, lda, 1, b, c, ldc, alpha, beta);
 }
 
-/* The blocks: KC = 256 fixes every element's summation order (384 and 512 measured no
- * faster, 128 and 192 slower); MC and NP cover up to 4096 rows and columns, so at tfm's
- * shapes A and B are packed once per K block with two barriers; NC × KC of packed B
- * (512 KiB) stays in a Zen 4 core's 1 MiB L2. */
-#if GM_BITS == 512
-const gemm_kernel gemm_kernel_avx512 = {
-    .name = "avx512",
-#else
-const gemm_kernel gemm_kernel_avx2 = {
-    .name = "avx2",
-#endif
-    .mr = GM_MR, .nr = GM_NR, .kc = 256, .mc = GM_MR * (4096 / GM_MR), .np = 4096, .nc = 512,
-    .micro = gemm_micro, .micro_rows = gemm_micro_rows, .pack = gemm_pack_x86,
+/* The blocks: KC (GM_KC) fixes every element's summation order — on Zen 4 256 (384 and
+ * 512 measured no faster, 128 and 192 slower; gemm_intel_avx512.c has Intel's); MC and NP
+ * cover up to 4096 rows and columns, so at tfm's shapes A and B are packed once per K
+ * block; NC × KC of packed B (512 KiB at KC 256) stays in a Zen 4 core's 1 MiB L2. */
+const gemm_kernel GM_KERNEL = {
+    .name = GM_NAME, .mr = GM_MR, .nr = GM_NR, .kc = GM_KC, .mc = GM_MR * (4096 / GM_MR),
+    .np = 4096, .nc = 512, .micro = gemm_micro, .micro_rows = gemm_micro_rows,
+    .pack = gemm_pack_x86,
 };
 
 #undef GM_W
