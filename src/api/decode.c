@@ -42,6 +42,15 @@ void tfm_translator_free(tfm_translator *t) {
 int64_t tfm_translator_vocab(const tfm_translator *t) { return t ? t->model.cfg.vocab : 0; }
 int64_t tfm_translator_max_len(const tfm_translator *t) { return t ? t->model.cfg.max_len : 0; }
 
+tfm_status tfm_translator_set_compute_type(tfm_translator *t, tfm_compute_type ct) {
+    if (!t) return tfm_error(TFM_ERR_INVALID_ARG, "tfm_translator_set_compute_type: NULL translator");
+    if (ct != TFM_COMPUTE_F32 && ct != TFM_COMPUTE_BF16)
+        return tfm_error(TFM_ERR_INVALID_ARG, "unknown compute type %d", (int)ct);
+    t->model.compute = ct;
+    bf16_weights_free(&t->model.bf16w); /* made anew on first use */
+    return TFM_OK;
+}
+
 tfm_status tfm_decoder_start(tfm_translator *t, const char *const *sources, const size_t *lens,
                              int64_t n, tfm_decoder **out) {
     if (!t || !sources || !lens || !out || n < 1)

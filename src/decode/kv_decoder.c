@@ -45,9 +45,34 @@ static void repeat_rows(float *dst, const float *src, int64_t R, int64_t repeat,
     for (int64_t r = 0; r < R; r++) memcpy(dst + (size_t)r * width, src + (size_t)(r / repeat) * width, width * sizeof(float));
 }
 
+static tfm_status start(kv_decoder *d, seq2seq *m, const int32_t *src, const uint8_t *src_pad,
+                        int64_t n, int64_t S, int64_t repeat, int64_t max_steps, bool record_attn,
+                        bool no_cache);
+static tfm_status step(kv_decoder *d, const int32_t *tokens, float *logp);
+
+/* The two below run in the model's compute scope (seq2seq_compute_begin). */
 tfm_status kv_decoder_start(kv_decoder *d, seq2seq *m, const int32_t *src, const uint8_t *src_pad,
                             int64_t n, int64_t S, int64_t repeat, int64_t max_steps,
                             bool record_attn, bool no_cache) {
+    compute_scope previous;
+    memset(d, 0, sizeof *d);
+    TFM_TRY(seq2seq_compute_begin(m, &previous));
+    const tfm_status st = start(d, m, src, src_pad, n, S, repeat, max_steps, record_attn, no_cache);
+    compute_leave(previous);
+    return st;
+}
+
+tfm_status kv_decoder_step(kv_decoder *d, const int32_t *tokens, float *logp) {
+    compute_scope previous;
+    TFM_TRY(seq2seq_compute_begin(d->m, &previous));
+    const tfm_status st = step(d, tokens, logp);
+    compute_leave(previous);
+    return st;
+}
+
+static tfm_status start(kv_decoder *d, seq2seq *m, const int32_t *src, const uint8_t *src_pad,
+                        int64_t n, int64_t S, int64_t repeat, int64_t max_steps, bool record_attn,
+                        bool no_cache) {
     memset(d, 0, sizeof *d);
     if (n < 1 || S < 1 || repeat < 1 || max_steps < 1)
         return tfm_error(TFM_ERR_INVALID_ARG, "decoder: n, S, repeat and max_steps must be >= 1");
@@ -159,7 +184,7 @@ static tfm_status recompute(kv_decoder *d, float *h) {
     return TFM_OK;
 }
 
-tfm_status kv_decoder_step(kv_decoder *d, const int32_t *tokens, float *logp) {
+static tfm_status step(kv_decoder *d, const int32_t *tokens, float *logp) {
     seq2seq *m = d->m;
     const int64_t R = d->R, E = m->cfg.d_model, V = m->cfg.vocab;
     if (d->t >= d->T)

@@ -70,3 +70,10 @@ const uint16_t *bf16_weights_find(const bf16_weights *w, const float *p) {
     if (p < r->f32 || p >= r->f32 + r->count) return NULL;
     return r->bf16 + (p - r->f32);
 }
+
+const uint16_t *bf16_weights_find_span(const bf16_weights *w, const float *p, size_t count) {
+    const uint16_t *first = bf16_weights_find(w, p);
+    if (!first || !count) return first;
+    const uint16_t *last = bf16_weights_find(w, p + (count - 1));
+    return last == first + (count - 1) ? first : NULL;
+}

@@ -63,6 +63,8 @@ tfm_status bf16_weights_build(bf16_weights *w, const float *const *f32, const si
 void bf16_weights_refresh(bf16_weights *w);
 /* The bf16 twin of the float at p, or NULL if p lies in no range (or w is NULL/empty). */
 const uint16_t *bf16_weights_find(const bf16_weights *w, const float *p);
+/* The same when all of [p, p + count) lies in one range; NULL otherwise. */
+const uint16_t *bf16_weights_find_span(const bf16_weights *w, const float *p, size_t count);
 void bf16_weights_free(bf16_weights *w);
 
 #endif

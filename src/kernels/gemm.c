@@ -9,6 +9,7 @@
 
 #include "core/cpu.h"
 #include "core/cpu_model.h"
+#include "kernels/compute.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm_packed.h"
 
@@ -139,11 +140,38 @@ static bool packed_wins(const gemm_kernel *k, bool trans_a, int64_t M, int64_t N
 }
 #endif
 
+/* The K block of every bf16 product, on every path: with it the FMA and VDPBF16PS
+ * kernels sum each element in the same order, so all bf16 paths give the same numbers
+ * (whatever K block the FP32 kernel of a path uses). */
+#define GEMM_BF16_KC 256
+
+/* The compute scope's bf16 product (kernels/compute.h): VDPBF16PS where the path takes
+ * it, else the path's FP32 micro-kernel on bf16 values (GEMM_BF16_FMA). A weight B
+ * with a bf16 twin in the scope is read from the twin. False if no packing memory. */
+static bool gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      const float *bias, float *C, int64_t ldc) {
+    const gemm_kernel *dp = cpu_bf16_kind() == BF16_DPBF16 ? gemm_kernel_dpbf16() : NULL;
+    const gemm_kernel *k32 = gemm_kernel_for(cpu_active());
+    if (!dp && !k32) return false;
+    gemm_kernel k = dp ? *dp : *k32;
+    k.kc = GEMM_BF16_KC;
+    k.micro_rows = NULL; /* A is rounded while packed, never read in place */
+    const size_t span = (size_t)(trans_b ? (N - 1) * ldb + K : (K - 1) * ldb + N);
+    const uint16_t *twin = bf16_weights_find_span(compute_current().weights, B, span);
+    return gemm_packed_bf16(&k, trans_a, trans_b, M, N, K, alpha, A, lda,
+                            twin ? (const void *)twin : (const void *)B, twin != NULL, ldb, beta,
+                            bias, C, ldc);
+}
+
 /* tfm_gemm, or with bias (beta then 1) tfm_gemm_bias: the backend is chosen here. */
 static void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                           float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                           float beta, const float *bias, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    if (K > 0 && alpha != 0.0f && compute_bf16() &&
+        gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc))
+        return;
     const gemm_kernel *k = gemm_kernel_for_product(cpu_active(), trans_a);
 #ifdef TFM_HAVE_CBLAS
     const bool cblas_fits =

@@ -185,30 +185,48 @@ typedef struct gemm_args {
     bool trans_a, trans_b;
     int64_t M, N, K;
     float alpha, beta;
-    const float *A, *B;
+    const float *A;
+    const void *B;    /* float, or bf16 when b_bf16 */
     int64_t lda, ldb, ldc;
     float *C;
     int64_t mc, np;   /* rows of op(A), columns of op(B) packed at a time: all at most shapes */
     bool a_in_place;  /* op(A)'s whole MR-row panels read in place (k->micro_rows) */
     const float *bias; /* (N) copied into C's rows tile by tile before K block 0, or NULL */
+    gemm_format format; /* what the panels hold (gemm_packed.h) */
+    bool b_bf16;      /* B is stored as bf16 (a weight's bf16 twin) */
     float *abuf[2];   /* (mc, KC) packed op(A), shared by the team (with a_in_place: only
                        * the last panel, when partial); [1] NULL unless one block */
     float *bbuf[2];   /* (KC, np) packed op(B), shared; [1] as abuf[1] */
 } gemm_args;
 
+/* The k steps the micro-kernel makes for a K block of kc: kc, or in the bf16 formats kc
+ * rounded up to a whole pair (the pad is zero). */
+static int64_t kc_steps(const gemm_args *g, int64_t kc) {
+    return g->format == GEMM_F32 ? kc : kc + (kc & 1);
+}
+
+/* Floats between a panel's rows of width 1: what a panel of width w takes is w times
+ * this. Pairs of bf16 share one float's 32 bits. */
+static int64_t kc_span(const gemm_args *g, int64_t kc) {
+    return g->format == GEMM_BF16_PAIRS ? kc_steps(g, kc) / 2 : kc_steps(g, kc);
+}
+
 /* Packs panels [p0, p1) of op(A)[x0 :, k0 : k0 + kc] (w = MR) or op(B)[k0 :, x0 :] (w = NR)
  * of X, whose n rows (columns) from x0 make ceil(n / w) panels into dst. X is stored
- * (K, ·) when k_major (A with trans_a, B without trans_b), else (·, K). */
-static void pack_panels(const gemm_kernel *k, const float *X, int64_t ld, bool k_major,
+ * (K, ·) when k_major (A with trans_a, B without trans_b), else (·, K); its elements are
+ * floats, or bf16 when x_bf16 (then only in a bf16 format). */
+static void pack_panels(const gemm_args *g, const void *X, bool x_bf16, int64_t ld, bool k_major,
                         int64_t k0, int64_t x0, int64_t kc, int64_t n, int w, int64_t p0,
                         int64_t p1, float *dst) {
     if (p0 >= p1) return;
     const int64_t first = x0 + p0 * w, count = min64(n, p1 * w) - p0 * w;
-    dst += p0 * w * kc;
-    if (k_major)
-        k->pack(X + k0 * ld + first, ld, false, kc, count, w, dst);
+    const size_t es = x_bf16 ? sizeof(uint16_t) : sizeof(float);
+    const char *x = (const char *)X + (size_t)(k_major ? k0 * ld + first : first * ld + k0) * es;
+    dst += p0 * w * kc_span(g, kc);
+    if (g->format == GEMM_F32)
+        g->k->pack((const float *)x, ld, !k_major, kc, count, w, dst);
     else
-        k->pack(X + first * ld + k0, ld, true, kc, count, w, dst);
+        gemm_pack_bf16(g->format, x, x_bf16, ld, !k_major, kc, count, w, dst);
 }
 
 /* The share [t0, t1) of tiles of an (mc, nc) block at C[ic:, jc:] in K block pc: tiles in
@@ -219,20 +237,20 @@ static void compute_tiles(const gemm_args *g, int64_t pc, int64_t kc, float beta
                           int64_t nc, int64_t t0, int64_t t1) {
     const gemm_kernel *k = g->k;
     const int mr = k->mr, nr = k->nr;
-    const int64_t bp = ceil_div(nc, nr);
+    const int64_t bp = ceil_div(nc, nr), span = kc_span(g, kc), steps = kc_steps(g, kc);
     for (int64_t t = t0; t < t1; t++) {
         const int64_t ir = t / bp * mr, jr = t % bp * nr;
         float *c = g->C + (ic + ir) * g->ldc + jc + jr;
         const int m = (int)min64(mr, mc - ir), n = (int)min64(nr, nc - jr);
         const bool in_place = g->a_in_place && m == mr;
-        const float *at = in_place ? g->A + (ic + ir) * g->lda + pc : a + ir * kc;
+        const float *at = in_place ? g->A + (ic + ir) * g->lda + pc : a + ir * span;
         const int64_t lda = in_place ? g->lda : 0;
         if (g->bias && pc == 0) /* C = bias, then += the product (beta 1), from L1 */
             for (int i = 0; i < m; i++) memcpy(c + i * g->ldc, g->bias + jc + jr, (size_t)n * 4);
         if (m == mr && n == nr)
-            tile_product(k, kc, at, lda, b + jr * kc, c, g->ldc, g->alpha, beta);
+            tile_product(k, steps, at, lda, b + jr * span, c, g->ldc, g->alpha, beta);
         else
-            edge_tile(k, kc, at, lda, b + jr * kc, c, g->ldc, g->alpha, beta, m, n);
+            edge_tile(k, steps, at, lda, b + jr * span, c, g->ldc, g->alpha, beta, m, n);
     }
 }
 
@@ -245,11 +263,11 @@ static void pack_block(const gemm_args *g, int64_t pc, int64_t ic, int64_t mc, i
     const int mr = k->mr, nr = k->nr;
     const int64_t kc = min64(k->kc, g->K - pc), ap = ceil_div(mc, mr), bp = ceil_div(np, nr);
     if (jp == 0 && !g->a_in_place)
-        pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap * id / T,
+        pack_panels(g, g->A, false, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap * id / T,
                     ap * (id + 1) / T, a);
     else if (jp == 0 && mc % mr && id == T - 1)
-        pack_panels(k, g->A, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap - 1, ap, a);
-    pack_panels(k, g->B, g->ldb, !g->trans_b, pc, jp, kc, np, nr, bp * id / T,
+        pack_panels(g, g->A, false, g->lda, g->trans_a, pc, ic, kc, mc, mr, ap - 1, ap, a);
+    pack_panels(g, g->B, g->b_bf16, g->ldb, !g->trans_b, pc, jp, kc, np, nr, bp * id / T,
                 bp * (id + 1) / T, b);
 }
 
@@ -262,8 +280,8 @@ static void compute_block(const gemm_args *g, int64_t pc, int64_t ic, int64_t mc
     const float beta = pc == 0 ? g->beta : 1.0f;
     for (int64_t jc = 0; jc < np; jc += k->nc) {
         const int64_t nc = min64(k->nc, np - jc), tiles = ap * ceil_div(nc, k->nr);
-        compute_tiles(g, pc, kc, beta, a, b + jc * kc, ic, mc, jp + jc, nc, tiles * id / T,
-                      tiles * (id + 1) / T);
+        compute_tiles(g, pc, kc, beta, a, b + jc * kc_span(g, kc), ic, mc, jp + jc, nc,
+                      tiles * id / T, tiles * (id + 1) / T);
     }
 }
 
@@ -302,9 +320,10 @@ static void gemm_team_one_block(const gemm_args *g, int id, int T) {
     }
 }
 
-bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                 float beta, const float *bias, float *C, int64_t ldc) {
+/* The product of g (its buffers still to be made), over the threads. */
+static bool gemm_run(gemm_args *g) {
+    const gemm_kernel *k = g->k;
+    const int64_t M = g->M, N = g->N, K = g->K;
     /* Threads: at most one per 2^20 multiply-adds and one per tile. */
     const double work = (double)M * (double)N * (double)K;
     int T = tfm_max_threads();
@@ -315,19 +334,18 @@ bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, in
 
     /* Shared packing space, as small as this product allows, in whole cache lines: an
      * (mc, KC) block of op(A) and a (KC, np) block of op(B). */
-    const int64_t kc = min64(k->kc, K), mc = min64(k->mc, M), np = min64(k->np, N);
+    const int64_t kc = kc_span(g, min64(k->kc, K)), mc = min64(k->mc, M), np = min64(k->np, N);
     const size_t a_floats = (size_t)(ceil_div(ceil_div(mc, k->mr) * k->mr * kc, 16) * 16);
     const size_t b_floats = (size_t)(ceil_div(ceil_div(np, k->nr) * k->nr * kc, 16) * 16);
-    const bool one_block = M <= mc && N <= np && K > kc; /* and more than one K block */
+    const bool one_block = M <= mc && N <= np && K > k->kc; /* and more than one K block */
     const size_t halves = one_block ? 2 : 1;
     float *buf = buffer_take(halves * (a_floats + b_floats));
     if (!buf) return false;
     float *space = buf + BUF_HEAD;
-    const gemm_args g = {k, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C,
-                         mc, np, !trans_a && k->micro_rows, bias,
-                         {space, one_block ? space + a_floats : NULL},
-                         {space + halves * a_floats,
-                          one_block ? space + halves * a_floats + b_floats : NULL}};
+    g->mc = mc, g->np = np;
+    g->abuf[0] = space, g->abuf[1] = one_block ? space + a_floats : NULL;
+    g->bbuf[0] = space + halves * a_floats;
+    g->bbuf[1] = one_block ? space + halves * a_floats + b_floats : NULL;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
 #ifdef _OPENMP
@@ -335,9 +353,31 @@ bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, in
 #else
         const int id = 0, nt = 1;
 #endif
-        if (one_block) gemm_team_one_block(&g, id, nt);
-        else gemm_team(&g, id, nt);
+        if (one_block) gemm_team_one_block(g, id, nt);
+        else gemm_team(g, id, nt);
     }
     buffer_give(buf);
     return true;
+}
+
+bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float beta, const float *bias, float *C, int64_t ldc) {
+    gemm_args g = {.k = k, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
+                   .alpha = alpha, .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb,
+                   .ldc = ldc, .C = C, .a_in_place = !trans_a && k->micro_rows, .bias = bias,
+                   .format = GEMM_F32};
+    return gemm_run(&g);
+}
+
+bool gemm_packed_bf16(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const void *B,
+                      bool b_bf16, int64_t ldb, float beta, const float *bias, float *C,
+                      int64_t ldc) {
+    gemm_args g = {.k = k, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
+                   .alpha = alpha, .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb,
+                   .ldc = ldc, .C = C, .a_in_place = false, .bias = bias,
+                   .format = k->format == GEMM_BF16_PAIRS ? GEMM_BF16_PAIRS : GEMM_BF16_FMA,
+                   .b_bf16 = b_bf16};
+    return gemm_run(&g);
 }

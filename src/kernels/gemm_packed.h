@@ -37,8 +37,21 @@ typedef void (*gemm_micro_rows_fn)(int64_t kc, const float *a, int64_t lda, cons
 typedef void (*gemm_pack_fn)(const float *src, int64_t ld, bool k_contiguous, int64_t kc,
                              int64_t n, int w, float *dst);
 
+/* What packed panels hold, and so what a micro-kernel's k step reads:
+ *   GEMM_F32         floats (kc rows)
+ *   GEMM_BF16_FMA    floats holding bf16 values, k rows swapped in pairs (2q+1 before 2q)
+ *                    and kc rounded up to even with a zero row: an FP32 micro-kernel then
+ *                    sums in VDPBF16PS's order (per pair: odd product, then even, each
+ *                    rounded), so it gives VDPBF16PS's numbers
+ *   GEMM_BF16_PAIRS  32-bit pairs of bf16 (k = 2q low half, 2q+1 high), kc/2 rows, for
+ *                    a VDPBF16PS micro-kernel (its kc argument counts k, even)
+ * bf16 values are rounded to nearest even from FP32, subnormals flushed to zero (as
+ * VDPBF16PS treats its inputs). */
+typedef enum gemm_format { GEMM_F32 = 0, GEMM_BF16_FMA = 1, GEMM_BF16_PAIRS = 2 } gemm_format;
+
 typedef struct gemm_kernel {
     const char *name;
+    gemm_format format;      /* GEMM_F32 or GEMM_BF16_PAIRS: the panels its micro reads */
     int mr, nr;              /* micro-tile */
     int64_t kc;              /* the K block: fixes every element's summation order */
     int64_t mc;              /* rows of op(A) packed at a time (a multiple of mr) */
@@ -78,6 +91,29 @@ int gemm_kernels_of(cpu_path p, const gemm_kernel **out, int cap);
 bool gemm_packed(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
                  int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                  float beta, const float *bias, float *C, int64_t ldc);
+
+/* C = alpha · op(A) · op(B) + beta · C (+ bias as gemm_packed) with bf16 operands and
+ * FP32 accumulation: A's and B's values rounded to bf16 while packed. B is floats, or
+ * bf16 when b_bf16 (a weight's twin). With an FP32 kernel k the panels are
+ * GEMM_BF16_FMA, with a GEMM_BF16_PAIRS kernel pairs. k->kc must be even. */
+bool gemm_packed_bf16(const gemm_kernel *k, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const void *B,
+                      bool b_bf16, int64_t ldb, float beta, const float *bias, float *C,
+                      int64_t ldc);
+
+/* Packing for the bf16 formats (gemm_pack_bf16.c): as gemm_pack_fn, from floats or
+ * (src_bf16) bf16 values, into format's panels: kc rounded up to even steps,
+ * w · steps floats (GEMM_BF16_FMA) or w · steps / 2 (GEMM_BF16_PAIRS) apart. */
+void gemm_pack_bf16(gemm_format format, const void *src, bool src_bf16, int64_t ld,
+                    bool k_contiguous, int64_t kc, int64_t n, int w, float *dst);
+
+/* The plain-C packer of the bf16 formats (the generic path's; also the reference the SIMD
+ * packers are tested against). */
+void gemm_pack_bf16_generic(gemm_format format, const void *src, bool src_bf16, int64_t ld,
+                            bool k_contiguous, int64_t kc, int64_t n, int w, float *dst);
+
+/* The bf16 kernel of VDPBF16PS (gemm_bf16_avx512bf16.c), or NULL in builds without it. */
+const gemm_kernel *gemm_kernel_dpbf16(void);
 
 /* The packing where each row k of src holds the w values of every panel (not
  * k_contiguous): plain copies, inline so that each ISA's file compiles it for its own

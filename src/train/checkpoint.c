@@ -72,6 +72,7 @@ static tfm_status write_meta(st_writer *w, const seq2seq_config *c, const train_
     TFM_TRY(put_f(w, "train.label_smoothing", o->label_smoothing));
     TFM_TRY(put_f(w, "train.clip", o->clip));
     TFM_TRY(put_u(w, "train.seed", o->seed));
+    TFM_TRY(st_writer_meta(w, "train.compute_type", tfm_compute_type_name(o->compute)));
     TFM_TRY(put_i(w, "progress.step", p->step));
     TFM_TRY(put_u(w, "progress.epoch", p->epoch));
     TFM_TRY(put_u(w, "progress.batch_index", p->batch_index));
@@ -220,6 +221,11 @@ static tfm_status read_options(const st_file *f, train_options *o, train_progres
     o->label_smoothing = (float)d;
     TFM_TRY(get_f(f, "train.clip", &o->clip));
     TFM_TRY(get_u(f, "train.seed", &o->seed));
+    /* absent in checkpoints from before compute types: FP32 */
+    const char *ct = st_meta(f, "train.compute_type");
+    o->compute = TFM_COMPUTE_F32;
+    if (ct && tfm_compute_type_from_name(ct, &o->compute) != TFM_OK)
+        return tfm_error(TFM_ERR_FORMAT, "%s: unknown train.compute_type \"%.40s\"", st_label(f), ct);
     TFM_TRY(get_i(f, "progress.step", 0, INT64_MAX, &p->step));
     TFM_TRY(get_u(f, "progress.epoch", &p->epoch));
     TFM_TRY(get_z(f, "progress.batch_index", &p->batch_index));

@@ -179,6 +179,7 @@ static tfm_status report(const train_options *o, const train_io *io, seq2seq *m,
 tfm_status train_run(const train_options *o, const train_io *io, const tsv_dataset *train,
                      const tsv_dataset *valid, seq2seq *m, optimizer *opt,
                      train_progress *p) {
+    m->compute = o->compute;
     TFM_TRY(train_options_check(o));
     schedule sched;
     TFM_TRY(make_schedule(o, &sched));
@@ -208,6 +209,7 @@ tfm_status train_run(const train_options *o, const train_io *io, const tsv_datas
             break;
         double lr = schedule_lr(&sched, p->step);
         if ((st = optim_step_scaled(opt, m->block, m->grad_block, m->num_floats, lr, coef))) break;
+        seq2seq_params_changed(m); /* the bf16 twins are made again before the next product */
         p->step++;
         uint64_t e;
         batcher_position(&b, &e, &p->batch_index);

@@ -28,6 +28,9 @@ typedef struct train_options {
     float label_smoothing;
     double clip;                           /* max gradient norm; 0 = none */
     uint64_t seed;
+    tfm_compute_type compute;              /* the products' compute type: bf16 is mixed
+                                              precision (FP32 master weights, optimizer
+                                              state, loss; bf16 products) */
 } train_options;
 
 /* Where a run is: saved with the options, restored by --resume. */

@@ -29,8 +29,10 @@ static void usage(FILE *f) {
             "          greedy-decode one output line per input line\n"
             "  demo [--task copy|reverse] [--steps N]\n"
             "          check an exported PyTorch model, then train the copy task and test it\n"
-            "environment: TFM_CPU=avx512_bf16|avx512|avx2|generic forces the SIMD path (default: the\n"
-            "  best this CPU supports); OMP_NUM_THREADS sets the threads\n");
+            "forward, train, translate and demo take --compute-type f32|bf16 (default f32:\n"
+            "  PyTorch's FP32 numbers; bf16: matrix products on bf16 operands, as autocast)\n"
+            "environment: TFM_CPU=avx512_bf16|avx512|avx2|generic forces the SIMD path\n"
+            "  (default: the best this CPU supports); OMP_NUM_THREADS sets the threads\n");
 }
 
 int main(int argc, char **argv) {

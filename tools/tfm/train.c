@@ -21,6 +21,7 @@ static const char usage[] =
     "optimizer:--optimizer adam|adamw|sgd --lr 1e-3 --schedule cosine|noam|constant\n"
     "          --warmup 200 --weight-decay W --momentum M --clip 1.0 --label-smoothing 0.1\n"
     "run:      --seed 1 --threads N --checkpoint-every 500 --eval-every 500\n"
+    "          --compute-type f32|bf16 (bf16: mixed precision, bf16 products)\n"
     "          --valid-decode 500 --log LOG.csv --resume --quiet\n";
 
 typedef struct train_args {
@@ -28,6 +29,7 @@ typedef struct train_args {
     int64_t epochs, steps; /* steps: as given on the command line (0 = not given) */
     int threads;
     bool resume, quiet;
+    bool compute_given; /* --compute-type on the command line */
     train_io io;
 } train_args;
 
@@ -86,6 +88,11 @@ static int parse_flag(int argc, char **argv, int *i, train_options *o, train_arg
     else if (!strcmp(f, "--label-smoothing")) { NUM(0, 0.99); o->label_smoothing = (float)x; }
     else if (!strcmp(f, "--seed")) { NUM(0, big); o->seed = (uint64_t)x; }
     else if (!strcmp(f, "--threads")) { NUM(1, 1024); a->threads = (int)x; }
+    else if (!strcmp(f, "--compute-type")) {
+        if (tfm_compute_type_from_name(v, &o->compute) != TFM_OK)
+            return cli_fail("train", "--compute-type: f32 or bf16");
+        a->compute_given = true;
+    }
     else if (!strcmp(f, "--checkpoint-every")) { NUM(0, big); a->io.checkpoint_every = (int64_t)x; }
     else if (!strcmp(f, "--eval-every")) { NUM(0, big); a->io.eval_every = (int64_t)x; }
     else if (!strcmp(f, "--valid-decode")) { NUM(0, big); a->io.valid_decode_max = (size_t)x; }
@@ -143,7 +150,12 @@ static void remove_stale_temporaries(const char *out) {
 static tfm_status setup(const train_args *a, train_options *o, seq2seq *m, optimizer **opt,
                         train_progress *p) {
     if (a->resume && access(a->out, F_OK) == 0) {
+        const tfm_compute_type asked = o->compute;
         TFM_TRY(checkpoint_load(a->out, m, opt, o, p));
+        if (a->compute_given && asked != o->compute)
+            return tfm_error(TFM_ERR_INVALID_ARG,
+                             "--compute-type %s: %s was trained with %s (a resumed run keeps it)",
+                             tfm_compute_type_name(asked), a->out, tfm_compute_type_name(o->compute));
         /* Everything comes from the checkpoint, so the same command line continues the
          * same run; only --steps may extend (or shorten) it. */
         if (a->steps) o->steps = a->steps;
@@ -209,11 +221,12 @@ int cmd_train(int argc, char **argv) {
     a.io.progress = !a.quiet && isatty(fileno(stderr)) ? stderr : NULL;
     a.io.report = a.quiet ? NULL : stdout;
     if (!a.quiet)
-        printf("training %zu pairs%s: d_model %lld, %lld heads, %lld+%lld layers, ff %lld, %zu parameters, %lld steps\n",
+        printf("training %zu pairs%s: d_model %lld, %lld heads, %lld+%lld layers, ff %lld, %zu parameters, %lld steps%s\n",
                train.n, a.valid ? " (+ validation)" : "", (long long)o.model.d_model,
                (long long)o.model.nhead, (long long)o.model.num_encoder_layers,
                (long long)o.model.num_decoder_layers, (long long)o.model.dim_feedforward,
-               m.num_floats, (long long)o.steps);
+               m.num_floats, (long long)o.steps,
+               o.compute == TFM_COMPUTE_BF16 ? ", bf16 compute" : "");
     if (train_run(&o, &a.io, &train, a.valid ? &valid : NULL, &m, opt, &p)) {
         if (a.io.progress) fputc('\n', stderr);
         cli_fail("train", "%s", tfm_last_error());

@@ -20,6 +20,7 @@
 
 typedef struct translate_args {
     const char *model, *input, *attn_dir;
+    tfm_compute_type compute;
     size_t batch;
     search_config search;
 } translate_args;
@@ -27,7 +28,7 @@ typedef struct translate_args {
 static const char usage[] =
     "usage: tfm translate --model MODEL.safetensors [--input FILE] [--beam K] [--batch B]\n"
     "                     [--max-len N] [--length-penalty A] [--nbest K] [--no-cache]\n"
-    "                     [--attn-png DIR]";
+    "                     [--attn-png DIR] [--compute-type f32|bf16]";
 
 static int parse_args(int argc, char **argv, translate_args *a) {
     search_config_default(&a->search);
@@ -48,6 +49,10 @@ static int parse_args(int argc, char **argv, translate_args *a) {
         if (!strcmp(f, "--model")) a->model = v;
         else if (!strcmp(f, "--input")) a->input = v;
         else if (!strcmp(f, "--attn-png")) a->attn_dir = v;
+        else if (!strcmp(f, "--compute-type")) {
+            if (tfm_compute_type_from_name(v, &a->compute) != TFM_OK)
+                return cli_fail("translate", "--compute-type: f32 or bf16\n%s", usage);
+        }
         else if (!num) return cli_fail("translate", "%s: \"%s\" is not a number\n%s", f, v, usage);
         else if (!strcmp(f, "--beam") && x >= 1 && x <= 256) a->search.beam = (int64_t)x;
         else if (!strcmp(f, "--batch") && x >= 1 && x <= 4096) a->batch = (size_t)x;
@@ -150,6 +155,7 @@ int cmd_translate(int argc, char **argv) {
     train_progress p;
     if (checkpoint_load(a.model, &m, NULL, &o, &p) != TFM_OK)
         return cli_fail("translate", "%s", tfm_last_error());
+    m.compute = a.compute;
     FILE *f = a.input ? fopen(a.input, "r") : stdin;
     if (!f) {
         seq2seq_free(&m);
