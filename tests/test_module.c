@@ -243,8 +243,61 @@ static void test_load_other_float_dtypes(void **state) {
     tfm_module_free(r);
 }
 
+/* One MHA forward (self-attention over x (2, 3, 8)) into y. */
+static void mha_out(tfm_module *m, const float *x, float *y) {
+    tfm_inputs in;
+    tfm_inputs_init(&in);
+    in.query = in.key = in.value =
+        (tfm_tensor){(void *)x, TFM_F32, 3, {2, 3, 8}};
+    tfm_outputs out;
+    assert_int_equal(tfm_forward(m, &in, &out), TFM_OK);
+    memcpy(y, out.output.data, 48 * sizeof(float));
+}
+
+/* The bf16 weights rule (tfm.h, "compute type"): a view asked for marks the bf16 copy
+ * stale; a write through a view kept across a forward needs tfm_module_params_changed;
+ * set_compute_type checks its argument. */
+static void test_compute_type_weights(void **state) {
+    tfm_config c;
+    tfm_config_default(&c, TFM_MULTIHEAD_ATTENTION);
+    c.embed_dim = 8, c.num_heads = 2;
+    tfm_module *m, *fresh;
+    assert_int_equal(tfm_module_create(&c, 3, &m), TFM_OK);
+    assert_int_equal(tfm_module_set_compute_type(m, (tfm_compute_type)7), TFM_ERR_INVALID_ARG);
+    assert_int_equal(tfm_module_set_compute_type(m, TFM_COMPUTE_BF16), TFM_OK);
+    assert_int_equal(tfm_module_compute_type(m), TFM_COMPUTE_BF16);
+    float x[48], y0[48], y1[48], y2[48];
+    for (int i = 0; i < 48; i++) x[i] = sinf(0.37f * (float)i);
+    const char *name;
+    tfm_tensor w;
+    assert_int_equal(tfm_module_param(m, 0, &name, &w), TFM_OK); /* in_proj_weight */
+    mha_out(m, x, y0);
+    for (int i = 0; i < 24; i++) ((float *)w.data)[i] *= 1.5f; /* kept view, after a forward */
+    mha_out(m, x, y1);
+    assert_memory_equal(y0, y1, sizeof y0); /* the copy is stale: as documented */
+    tfm_module_params_changed(m);
+    mha_out(m, x, y1);
+    assert_memory_not_equal(y0, y1, sizeof y0);
+    /* a module made with those weights from the start agrees */
+    assert_int_equal(tfm_module_create(&c, 3, &fresh), TFM_OK);
+    assert_int_equal(tfm_module_set_compute_type(fresh, TFM_COMPUTE_BF16), TFM_OK);
+    tfm_tensor fw;
+    assert_int_equal(tfm_module_param(fresh, 0, &name, &fw), TFM_OK);
+    memcpy(fw.data, w.data, (size_t)(fw.shape[0] * fw.shape[1]) * sizeof(float));
+    mha_out(fresh, x, y2);
+    assert_memory_equal(y1, y2, sizeof y1);
+    /* asking for a view again marks it stale by itself */
+    ((float *)w.data)[0] += 1.0f;
+    assert_int_equal(tfm_module_param(m, 0, &name, &w), TFM_OK);
+    mha_out(m, x, y2);
+    assert_memory_not_equal(y1, y2, sizeof y1);
+    tfm_module_free(fresh);
+    tfm_module_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_compute_type_weights),
         cmocka_unit_test(test_golden_encoder_layer),
         cmocka_unit_test(test_golden_decoder_layer),
         cmocka_unit_test(test_parameter_names),

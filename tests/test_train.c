@@ -2,6 +2,7 @@
  * round-trip; a run killed with SIGKILL and resumed ends bit-identical to an
  * uninterrupted one; the thread count does not change a bit; `tfm translate` writes a
  * line per input line; bad data is reported with its line number. */
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -119,6 +120,94 @@ static void test_thread_count_invariance(void **state) {
              TFM_CLI, data, b);
     assert_int_equal(run_command(cmd), 0);
     assert_true(files_equal(a, b));
+}
+
+/* Mixed precision: `tfm train --compute-type bf16` learns the task as FP32 does (loss
+ * falls as far), bit-identically on 1 and 2 threads, records the compute type in the
+ * checkpoint, refuses to resume it as f32, and translates with it; nonsense values of
+ * --compute-type are one-line errors on every command. */
+static void test_bf16_training(void **state) {
+    const char *data = tmp("rev3.tsv"), *a = tmp("b1.safetensors"), *b = tmp("b2.safetensors");
+    write_reverse_tsv(data, 400, 3);
+    tsv_dataset d;
+    assert_int_equal(tsv_read_file(data, NULL, &d), TFM_OK);
+    double loss[2];
+    for (int bf16 = 0; bf16 < 2; bf16++) { /* the library: same seed, f32 then bf16 */
+        train_options o;
+        train_options_default(&o);
+        o.model.d_model = 32, o.model.nhead = 2, o.model.dim_feedforward = 64, o.model.max_len = 16;
+        o.batch_size = 32, o.steps = 60, o.warmup = 10, o.lr = 3e-3;
+        o.compute = bf16 ? TFM_COMPUTE_BF16 : TFM_COMPUTE_F32;
+        seq2seq m;
+        optimizer *opt;
+        assert_int_equal(seq2seq_create(&m, &o.model), TFM_OK);
+        assert_int_equal(optim_create(&o.optim, m.num_floats, &opt), TFM_OK);
+        seq2seq_init(&m, o.seed);
+        train_progress p = {0};
+        train_io io = {0};
+        double exact;
+        assert_int_equal(train_run(&o, &io, &d, NULL, &m, opt, &p), TFM_OK);
+        assert_int_equal(evaluate(&m, &d, 64, 0.0f, &exact, &loss[bf16]), TFM_OK);
+        optim_free(opt);
+        seq2seq_free(&m);
+    }
+    printf("loss after 60 steps: f32 %.4f, bf16 %.4f\n", loss[0], loss[1]);
+    assert_true(loss[1] != loss[0]);                 /* bf16 did compute differently */
+    assert_true(fabs(loss[1] - loss[0]) < 0.1 * loss[0]); /* and learned as far */
+    tsv_free(&d);
+
+    char cmd[4096];
+    for (int t = 1; t <= 2; t++) {
+        snprintf(cmd, sizeof cmd, "%s train --train %s --out %s --steps 20 --threads %d "
+                 "--dropout 0.1 --compute-type bf16 " SMALL_MODEL, TFM_CLI, data, t == 1 ? a : b, t);
+        assert_int_equal(run_command(cmd), 0);
+    }
+    assert_true(files_equal(a, b));
+    st_file *f;
+    assert_int_equal(st_open(a, &f), TFM_OK);
+    assert_non_null(st_meta(f, "train.compute_type"));
+    assert_string_equal(st_meta(f, "train.compute_type"), "bf16");
+    st_close(f);
+    snprintf(cmd, sizeof cmd, "%s train --train %s --out %s --steps 30 --resume --compute-type f32 "
+             SMALL_MODEL " 2>/dev/null", TFM_CLI, data, a);
+    assert_int_equal(run_command(cmd), 1);
+    snprintf(cmd, sizeof cmd, "%s train --train %s --out %s --steps 30 --resume " SMALL_MODEL,
+             TFM_CLI, data, a);
+    assert_int_equal(run_command(cmd), 0);
+    snprintf(cmd, sizeof cmd, "printf 'abc\\n' | %s translate --model %s --compute-type bf16 > /dev/null",
+             TFM_CLI, a);
+    assert_int_equal(run_command(cmd), 0);
+    /* the public decoding API in bf16: log-probabilities near FP32's */
+    float lp[2][259];
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        tfm_translator *tr;
+        tfm_decoder *dec;
+        assert_int_equal(tfm_translator_load(a, &tr), TFM_OK);
+        assert_int_equal(tfm_translator_set_compute_type(tr, bf16 ? TFM_COMPUTE_BF16 : TFM_COMPUTE_F32),
+                         TFM_OK);
+        const char *srcs[1] = {"hello"};
+        const size_t lens[1] = {5};
+        const int32_t bos = TFM_TOKEN_BOS;
+        assert_int_equal(tfm_decoder_start(tr, srcs, lens, 1, &dec), TFM_OK);
+        assert_int_equal(tfm_decoder_step(dec, &bos, lp[bf16]), TFM_OK);
+        tfm_decoder_free(dec);
+        tfm_translator_free(tr);
+    }
+    double worst = 0;
+    for (int v = 0; v < 259; v++)
+        if (lp[0][v] > -20.0f) worst = fmax(worst, fabs((double)lp[1][v] - lp[0][v]));
+    printf("decoder step, bf16 vs f32 log-probabilities: at most %.3g apart\n", worst);
+    assert_true(worst > 0 && worst < 0.1);
+    assert_int_equal(tfm_translator_set_compute_type(NULL, TFM_COMPUTE_BF16), TFM_ERR_INVALID_ARG);
+    static const char *const bad[] = {
+        "train --train %s --out /dev/null --compute-type fp8", "translate --model %s --compute-type x",
+        "demo --compute-type half", "forward --model %s --input %s --output /dev/null --compute-type bf17"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char sub[512];
+        snprintf(sub, sizeof sub, bad[i], a, a);
+        snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", TFM_CLI, sub);
+        assert_int_equal(run_command(cmd), 1);
+    }
 }
 
 /* The step recorded in a checkpoint, or -1 if it cannot be read. */
@@ -260,6 +349,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls_and_checkpoint_roundtrips),
         cmocka_unit_test(test_thread_count_invariance),
+        cmocka_unit_test(test_bf16_training),
         cmocka_unit_test(test_sigkill_resume),
         cmocka_unit_test(test_translate_and_bad_data),
         cmocka_unit_test(test_failed_save_keeps_checkpoint),

@@ -286,9 +286,6 @@ tfm_status tfm_module_grad(const tfm_module *m, size_t i, const char **name, tfm
     const param_entry *e = &m->grads.items[i];
     if (name) *name = m->params.items[i].name;
     if (view) {
-        /* A writable view: the bf16 copy may go stale (tfm.h, "compute type"). Every
-         * module is created non-const, so the cast is sound. */
-        ((tfm_module *)m)->bf16w.stale = true;
         *view = (tfm_tensor){.data = *e->slot, .dtype = TFM_F32, .ndim = e->ndim};
         for (int d = 0; d < e->ndim; d++) view->shape[d] = e->shape[d];
     }
@@ -312,6 +309,9 @@ tfm_status tfm_module_param(const tfm_module *m, size_t i, const char **name, tf
     const param_entry *e = &m->params.items[i];
     if (name) *name = e->name;
     if (view) {
+        /* A writable view: the bf16 copy may go stale (tfm.h, "compute type"). Every
+         * module is created non-const, so the cast is sound. */
+        ((tfm_module *)m)->bf16w.stale = true;
         *view = (tfm_tensor){.data = *e->slot, .dtype = TFM_F32, .ndim = e->ndim};
         for (int d = 0; d < e->ndim; d++) view->shape[d] = e->shape[d];
     }
