@@ -11,6 +11,8 @@
  */
 #include "kernels/gemm_packed.h"
 
+#include <stddef.h>
+
 #if defined(TFM_HAVE_X86_KERNELS)
 #include <immintrin.h>
 
