@@ -5,7 +5,6 @@
  * Legend: R rows, C columns, n elements. */
 #include "kernels/elementwise.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "core/cpu.h"
@@ -14,6 +13,9 @@
 
 /* Elements below which a call runs on one thread. */
 #define EW_PAR_MIN (1 << 14)
+/* GELU costs some 60 double operations per EW_DW elements (elementwise_impl.h), several
+ * times a plain pass: worth threads from fewer elements. */
+#define EW_PAR_MIN_GELU (EW_PAR_MIN / 4)
 /* Elements per parallel item of the flat (index-only) kernels. */
 #define EW_CHUNK 8192
 
@@ -76,9 +78,11 @@ void relu_forward(float *x, int64_t n) {
 }
 
 void gelu_forward(float *x, int64_t n) {
-    const float inv_sqrt2 = 0.70710678118654752440f;
-#pragma omp parallel for schedule(static) if (n > EW_PAR_MIN / 8)
-    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * inv_sqrt2));
+    const ew_kernels *k = ew_active();
+    const int64_t nc = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (n > EW_PAR_MIN_GELU)
+    for (int64_t b = 0; b < nc; b++)
+        k->gelu(x + b * EW_CHUNK, x + b * EW_CHUNK, min64(EW_CHUNK, n - b * EW_CHUNK));
 }
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
@@ -142,8 +146,7 @@ void bias_act_dropout_forward(float *y, float *pre, const float *b, int64_t R, i
     ew_drop d;
     const ew_drop *dp = drop_make(&d, p, seed) ? &d : NULL;
     const ew_kernels *k = ew_active();
-    /* GELU's erf is scalar: worth threads from fewer elements */
-#pragma omp parallel for schedule(static) if (R * C > (gelu ? EW_PAR_MIN / 8 : EW_PAR_MIN))
+#pragma omp parallel for schedule(static) if (R * C > (gelu ? EW_PAR_MIN_GELU : EW_PAR_MIN))
     for (int64_t r = 0; r < R; r++)
         k->act_dropout_row(y + r * C, pre ? pre + r * C : NULL, b, C, gelu, (uint64_t)(r * C),
                            dp);
@@ -158,12 +161,12 @@ void relu_backward(float *dx, const float *dy, const float *x, int64_t n) {
 }
 
 void gelu_backward(float *dx, const float *dy, const float *x, int64_t n) {
-    const float inv_sqrt2 = 0.70710678118654752440f, inv_sqrt2pi = 0.39894228040143267794f;
-#pragma omp parallel for schedule(static) if (n > EW_PAR_MIN / 8)
-    for (int64_t i = 0; i < n; i++) {
-        float cdf = 0.5f * (1.0f + erff(x[i] * inv_sqrt2));
-        float pdf = inv_sqrt2pi * expf(-0.5f * x[i] * x[i]);
-        dx[i] += dy[i] * (cdf + x[i] * pdf);
+    const ew_kernels *k = ew_active();
+    const int64_t nc = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (n > EW_PAR_MIN_GELU)
+    for (int64_t b = 0; b < nc; b++) {
+        const int64_t i0 = b * EW_CHUNK;
+        k->gelu_backward(dx + i0, dy + i0, x + i0, min64(EW_CHUNK, n - i0));
     }
 }
 
@@ -234,7 +237,7 @@ void gelu_dropout_backward(float *dv, float *db, const float *dy, const float *v
     const ew_drop *dp = drop_make(&d, p, seed) ? &d : NULL;
     const ew_kernels *k = ew_active();
     const int64_t bw = col_block_width(C), nb = (C + bw - 1) / bw;
-#pragma omp parallel for schedule(static) if (R * C > EW_PAR_MIN / 8)
+#pragma omp parallel for schedule(static) if (R * C > EW_PAR_MIN_GELU)
     for (int64_t b = 0; b < nb; b++)
         k->gelu_dropout_backward_cols(dv, db, dy, v, R, C, b * bw, min64((b + 1) * bw, C), dp);
 }

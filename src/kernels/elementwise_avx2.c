@@ -6,5 +6,6 @@
 #error "elementwise_avx2.c must be compiled with -mavx2 (see CMakeLists.txt)"
 #endif
 #define EW_FN(x) x##_avx2
+#define EW_DW 4 /* doubles per vector (GELU) */
 #include "kernels/elementwise_impl.h"
 #endif

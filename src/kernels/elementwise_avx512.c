@@ -6,5 +6,6 @@
 #error "elementwise_avx512.c must be compiled with -mavx512f -mavx512dq (see CMakeLists.txt)"
 #endif
 #define EW_FN(x) x##_avx512
+#define EW_DW 8 /* doubles per vector (GELU) */
 #include "kernels/elementwise_impl.h"
 #endif

@@ -38,6 +38,10 @@ typedef struct ew_kernels {
     /* y (n) = a + t · factor (d NULL: a + t); y may alias a. */
     void (*dropout_add)(float *y, const float *a, const float *t, int64_t n, uint64_t i0,
                         const ew_drop *d);
+    /* y (n) = gelu(x) = x·Φ(x) (exact GELU); y may alias x. */
+    void (*gelu)(float *y, const float *x, int64_t n);
+    /* dx (n) += dy · gelu'(x), gelu'(x) = Φ(x) + x·φ(x). */
+    void (*gelu_backward)(float *dx, const float *dy, const float *x, int64_t n);
     /* One row: v = y + b (b NULL: y); pre = v if non-NULL; y = act(v) · factor. */
     void (*act_dropout_row)(float *y, float *pre, const float *b, int64_t C, bool gelu,
                             uint64_t i0, const ew_drop *d);
