@@ -146,22 +146,6 @@ static void open_fixture(const char *case_name, const char *part, st_file **f) {
         fail_msg("%s", tfm_last_error());
 }
 
-/* The gradient named `name` ("grad.query", "grad.layers.0.linear1.weight") of m. */
-static const tfm_tensor *find_grad(const tfm_module *m, const tfm_input_grads *g, const char *name,
-                                   tfm_tensor *tmp) {
-    const struct {
-        const char *name;
-        const tfm_tensor *t;
-    } inputs[] = {{"grad.query", &g->query}, {"grad.key", &g->key}, {"grad.value", &g->value},
-                  {"grad.src", &g->src},     {"grad.tgt", &g->tgt}, {"grad.memory", &g->memory}};
-    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
-        if (!strcmp(name, inputs[i].name)) return inputs[i].t;
-    for (size_t i = 0; i < tfm_module_num_params(m); i++) {
-        const char *pname;
-        if (tfm_module_grad(m, i, &pname, tmp) == TFM_OK && !strcmp(name + 5, pname)) return tmp;
-    }
-    return NULL;
-}
 
 /* A case loaded: the module (compute type set), its inputs and grad_output. */
 typedef struct loaded {

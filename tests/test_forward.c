@@ -151,23 +151,6 @@ static void run_cli_case(const fixture_case *c, bool grad) {
 static void test_case_cli(void **state) { run_cli_case(*state, false); }
 static void test_grad_cli(void **state) { run_cli_case(*state, true); }
 
-/* The gradient named `name` ("grad.query", "grad.layers.0.linear1.weight") of m. */
-static const tfm_tensor *find_grad(const tfm_module *m, const tfm_input_grads *g, const char *name,
-                                   tfm_tensor *tmp) {
-    const struct {
-        const char *name;
-        const tfm_tensor *t;
-    } inputs[] = {{"grad.query", &g->query}, {"grad.key", &g->key}, {"grad.value", &g->value},
-                  {"grad.src", &g->src},     {"grad.tgt", &g->tgt}, {"grad.memory", &g->memory}};
-    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
-        if (!strcmp(name, inputs[i].name)) return inputs[i].t;
-    for (size_t i = 0; i < tfm_module_num_params(m); i++) {
-        const char *pname;
-        tfm_module_grad(m, i, &pname, tmp);
-        if (!strcmp(name + 5, pname)) return tmp;
-    }
-    return NULL;
-}
 
 /* Gradients through the library: forward_train, backward, every expected grad.*. */
 static void test_grad_library(void **state) {

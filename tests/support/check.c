@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,4 +60,21 @@ int run_command(const char *cmd) {
     int st = system(cmd);
     if (st == -1 || !WIFEXITED(st)) return -1;
     return WEXITSTATUS(st);
+}
+
+const tfm_tensor *find_grad(const tfm_module *m, const tfm_input_grads *g, const char *name,
+                            tfm_tensor *tmp) {
+    const struct {
+        const char *name;
+        const tfm_tensor *t;
+    } inputs[] = {{"grad.query", &g->query}, {"grad.key", &g->key}, {"grad.value", &g->value},
+                  {"grad.src", &g->src},     {"grad.tgt", &g->tgt}, {"grad.memory", &g->memory}};
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
+        if (!strcmp(name, inputs[i].name)) return inputs[i].t;
+    if (strncmp(name, "grad.", 5)) return NULL;
+    for (size_t i = 0; i < tfm_module_num_params(m); i++) {
+        const char *pname;
+        if (tfm_module_grad(m, i, &pname, tmp) == TFM_OK && !strcmp(name + 5, pname)) return tmp;
+    }
+    return NULL;
 }
