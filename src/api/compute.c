@@ -45,7 +45,5 @@ void tfm_module_params_changed(tfm_module *m) {
 }
 
 tfm_status module_compute_begin(tfm_module *m, compute_scope *previous) {
-    if (m->compute == TFM_COMPUTE_BF16) TFM_TRY(param_list_bf16(&m->params, &m->bf16w));
-    *previous = compute_enter(m->compute, m->compute == TFM_COMPUTE_BF16 ? &m->bf16w : NULL);
-    return TFM_OK;
+    return param_list_compute_begin(&m->params, m->compute, &m->bf16w, previous);
 }

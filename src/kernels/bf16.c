@@ -11,12 +11,6 @@ void bf16_convert(uint16_t *dst, const float *src, size_t n) {
     for (int64_t i = 0; i < len; i++) dst[i] = bf16_from_f32(src[i]);
 }
 
-void bf16_round_inplace(float *x, size_t n) {
-    const int64_t len = (int64_t)n;
-#pragma omp parallel for schedule(static) if (len > (1 << 16))
-    for (int64_t i = 0; i < len; i++) x[i] = bf16_round(x[i]);
-}
-
 static int range_cmp(const void *a, const void *b) {
     const bf16_range *x = a, *y = b;
     return x->f32 < y->f32 ? -1 : x->f32 > y->f32;

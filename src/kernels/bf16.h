@@ -35,8 +35,6 @@ static inline float bf16_round(float f) { return bf16_to_f32(bf16_from_f32(f)); 
 
 /* dst[i] = bf16(src[i]), i < n (over the threads when n is large). */
 void bf16_convert(uint16_t *dst, const float *src, size_t n);
-/* x[i] = bf16_round(x[i]) in place. */
-void bf16_round_inplace(float *x, size_t n);
 
 /* The bf16 copy of a set of FP32 tensors (a module's parameters): each range of
  * floats [f32, f32 + count) has a bf16 twin; bf16_weights_find maps a pointer into a

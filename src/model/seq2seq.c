@@ -211,9 +211,7 @@ static tfm_status step(seq2seq *m, const seq2seq_batch *b, float eps, bool train
 }
 
 tfm_status seq2seq_compute_begin(seq2seq *m, compute_scope *previous) {
-    if (m->compute == TFM_COMPUTE_BF16) TFM_TRY(param_list_bf16(&m->params, &m->bf16w));
-    *previous = compute_enter(m->compute, m->compute == TFM_COMPUTE_BF16 ? &m->bf16w : NULL);
-    return TFM_OK;
+    return param_list_compute_begin(&m->params, m->compute, &m->bf16w, previous);
 }
 
 /* step() in m's compute scope. */

@@ -144,3 +144,10 @@ tfm_status param_list_bf16(const param_list *l, bf16_weights *w) {
     free(counts);
     return st;
 }
+
+tfm_status param_list_compute_begin(const param_list *l, tfm_compute_type t, bf16_weights *w,
+                                    compute_scope *previous) {
+    if (t == TFM_COMPUTE_BF16) TFM_TRY(param_list_bf16(l, w));
+    *previous = compute_enter(t, t == TFM_COMPUTE_BF16 ? w : NULL);
+    return TFM_OK;
+}

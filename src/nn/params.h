@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "kernels/bf16.h"
+#include "kernels/compute.h"
 #include "tfm.h"
 
 #define PARAM_NAME_MAX 160
@@ -65,6 +66,11 @@ void param_list_init_values(const param_list *l, uint64_t seed, bool xavier_matr
 /* The bf16 twins of the list's matrices (every entry of 2+ dimensions: what the
  * products read), made when w is empty, converted again when w is stale, else kept. */
 tfm_status param_list_bf16(const param_list *l, bf16_weights *w);
+/* Enter the compute scope of a model with parameter list l and compute type t for one
+ * call (kernels/compute.h): with bf16, w is made or refreshed first (param_list_bf16)
+ * and carried. compute_leave(*previous) ends it. */
+tfm_status param_list_compute_begin(const param_list *l, tfm_compute_type t, bf16_weights *w,
+                                    compute_scope *previous);
 
 /* "prefix" + "name" + "." into out (PARAM_NAME_MAX); false if too long. An empty
  * name gives just "prefix". */
